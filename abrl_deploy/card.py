@@ -1,0 +1,118 @@
+"""The model card: one torch-free description of a model that travels with every artifact.
+
+``abrl train`` writes it as ``card.json``; export embeds it in ONNX ``metadata_props`` (key
+``abrl.card``); bench and the Predictor read it so that preprocessing is identical everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from abrl_deploy.atomic import atomic_write_text
+from abrl_deploy.errors import AbrlError
+
+CARD_SCHEMA_VERSION = 1
+ONNX_METADATA_KEY = "abrl.card"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a service needs to run a model correctly, and where the model came from."""
+
+    method: str
+    backbone: str
+    num_classes: int
+    class_names: tuple[str, ...]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    layout: str = "NCHW"
+    feature_dim: int | None = None
+    dataset: str | None = None
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    data_splits: dict[str, int] = field(default_factory=dict)
+    seed: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    head: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    checkpoint_sha256: str | None = None
+    export: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = CARD_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.class_names) != self.num_classes:
+            problems.append(
+                f"class_names has {len(self.class_names)} entries, "
+                f"num_classes is {self.num_classes}"
+            )
+        if self.layout not in ("NCHW", "NHWC"):
+            problems.append(f"layout is {self.layout!r}, expected 'NCHW' or 'NHWC'")
+        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
+            problems.append(f"mean/std must be 3 values with std > 0, got {self.mean}/{self.std}")
+        if problems:
+            raise AbrlError("invalid model card: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        version = data.get("schema_version", 0)
+        if version > CARD_SCHEMA_VERSION:
+            raise AbrlError(
+                f"model card schema {version} is newer than this abrl understands "
+                f"({CARD_SCHEMA_VERSION}); upgrade abrl"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise AbrlError(f"model card has unknown fields {unknown}; upgrade abrl")
+        values = dict(data)
+        for name in ("class_names", "mean", "std"):
+            if name in values:
+                values[name] = tuple(values[name])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise AbrlError(f"model card is incomplete: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise AbrlError(f"model card is not valid JSON: {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelCard:
+        path = Path(path)
+        if not path.is_file():
+            raise AbrlError(
+                f"no model card at {path}; expected the card.json that abrl train writes"
+            )
+        return cls.from_json(path.read_text())
+
+    def to_onnx_metadata(self) -> dict[str, str]:
+        """The ``metadata_props`` entries that carry this card inside an ONNX file."""
+        return {ONNX_METADATA_KEY: json.dumps(self.to_dict(), sort_keys=True)}
+
+    @classmethod
+    def from_onnx_metadata(cls, props: dict[str, str]) -> ModelCard | None:
+        """The card embedded by ``to_onnx_metadata``, or None for a third-party model."""
+        text = props.get(ONNX_METADATA_KEY)
+        return None if text is None else cls.from_json(text)
+
+    def replace(self, **changes: Any) -> ModelCard:
+        return dataclasses.replace(self, **changes)

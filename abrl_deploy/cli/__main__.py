@@ -1,0 +1,3 @@
+from abrl_deploy.cli import main
+
+main()

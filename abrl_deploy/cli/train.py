@@ -1,0 +1,167 @@
+"""``abrl train``: parse flags, resolve the config, call ``training.train``, print the result."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from abrl_deploy.errors import ConfigError
+
+from .app import app, handle_errors
+
+# Kept here as plain strings so that `abrl --help` lists them without importing torch;
+# tests/core/test_cli_train.py checks they equal the registries.
+METHODS = ("abrl", "finetune", "joint", "simclr")
+DATASETS = ("digits", "cifar100", "tiny-imagenet", "cub200", "imagefolder")
+Method = Enum("Method", {m: m for m in METHODS}, type=str)
+Dataset = Enum("Dataset", {d: d for d in DATASETS}, type=str)
+
+
+class Backbone(str, Enum):
+    resnet18 = "resnet18"
+    resnet34 = "resnet34"
+    resnet50 = "resnet50"
+
+
+class Hypergrad(str, Enum):
+    implicit = "implicit"
+    first_order = "first-order"
+    unrolled = "unrolled"
+
+
+class Solver(str, Enum):
+    cg = "cg"
+    exact = "exact"
+    neumann = "neumann"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _opt(help: str, *names: str) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, show_default=False)
+
+
+@app.command()
+@handle_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path(
+        "runs/abrl"
+    ),
+    config: Annotated[
+        Path | None, _opt("YAML file of defaults (configs/); flags win.", "--config")
+    ] = None,
+    method: Annotated[
+        Method | None, _opt("Training method [default: abrl].", "--method")
+    ] = None,
+    dataset: Annotated[
+        Dataset | None, _opt("Dataset [default: digits, embedded].", "--dataset")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, _opt("Folder holding the dataset's official layout.", "--data-dir")
+    ] = None,
+    backbone: Annotated[
+        Backbone | None, _opt("Encoder [default: resnet18].", "--backbone")
+    ] = None,
+    pretrained: Annotated[
+        Path | None, _opt("Local encoder state dict (.safetensors/.pt).", "--pretrained")
+    ] = None,
+    image_size: Annotated[
+        int | None, _opt("Input size in pixels [default: per dataset].", "--image-size")
+    ] = None,
+    epochs: Annotated[
+        int | None, _opt("Epochs [default: 100, the paper's].", "--epochs")
+    ] = None,
+    batch_size: Annotated[
+        int | None, _opt("Train batch size [default: 64].", "--batch-size")
+    ] = None,
+    lr: Annotated[float | None, _opt("Outer SGD learning rate [default: 0.01].", "--lr")] = None,
+    seed: Annotated[
+        int | None, _opt("Seed of init, splits and batches [default: 0].", "--seed")
+    ] = None,
+    limit: Annotated[
+        int | None, _opt("Use at most N train and N test images.", "--limit")
+    ] = None,
+    device: Annotated[
+        Device | None, _opt("auto, cpu or cuda [default: auto].", "--device")
+    ] = None,
+    workers: Annotated[
+        int | None, _opt("DataLoader worker processes [default: 0].", "--workers")
+    ] = None,
+    hypergrad: Annotated[
+        Hypergrad | None, _opt("ABRL hypergradient [default: implicit].", "--hypergrad")
+    ] = None,
+    lambda_: Annotated[
+        float | None, _opt("Penalty weight; 0 disables [default: 0.01].", "--lambda")
+    ] = None,
+    inner_steps: Annotated[
+        int | None, _opt("Inner head steps K [default: 5].", "--inner-steps")
+    ] = None,
+    inner_lr: Annotated[
+        str | None, _opt("Inner step α, or 'auto' (1/L) [default: 0.001].", "--inner-lr")
+    ] = None,
+    ridge: Annotated[
+        float | None, _opt("Ridge μ > 0 on the head [default: 1e-3].", "--ridge")
+    ] = None,
+    solver: Annotated[
+        Solver | None, _opt("Linear solver for H v = g [default: cg].", "--solver")
+    ] = None,
+    head_refit: Annotated[
+        bool | None,
+        _opt("Refit ABRL's head on all train features.", "--head-refit/--no-head-refit"),
+    ] = None,
+    pretrain_epochs: Annotated[
+        int | None, _opt("SimCLR pre-training epochs [default: half].", "--pretrain-epochs")
+    ] = None,
+    amp: Annotated[
+        bool | None, _opt("bf16 autocast on CUDA [default: on].", "--amp/--no-amp")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing run directory.")
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run saved in --out.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a classifier (ABRL or a baseline) and write a self-describing run directory."""
+    flags = {
+        "method": method, "dataset": dataset, "data_dir": data_dir, "backbone": backbone,
+        "pretrained": pretrained, "image_size": image_size, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit, "device": device,
+        "workers": workers, "hypergrad": hypergrad, "lambda_": lambda_,
+        "inner_steps": inner_steps, "inner_lr": inner_lr, "ridge": ridge, "solver": solver,
+        "head_refit": head_refit, "pretrain_epochs": pretrain_epochs, "amp": amp,
+    }  # fmt: skip
+    flags = {k: (v.value if isinstance(v, Enum) else v) for k, v in flags.items() if v is not None}
+    flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
+    if resume and (flags or config):
+        given = ", ".join(sorted(flags)) or "--config"
+        raise ConfigError(f"--resume continues the run's saved config.yaml; drop {given}")
+    from abrl_deploy.training import load_config
+    from abrl_deploy.training import train as run_training
+
+    cfg = None if resume else load_config(config, **flags)
+    result = run_training(cfg, out, force=force, resume=resume, quiet=quiet)
+    _print_result(result)
+
+
+def _print_result(result) -> None:
+    m, head = result.card.metrics, result.card.head
+    console = Console()
+    console.print(f"run written to {result.run_dir}", highlight=False)
+    line = f"{result.card.method} on {result.card.dataset}: test top-1 {m['test_top1']:.2f}%"
+    line += f", top-5 {m['test_top5']:.2f}% ({m['epochs']} epochs, {m['train_seconds']:.1f} s)"
+    console.print(line, highlight=False)
+    if head.get("source") == "refit":
+        inner = head["inner_loop_head"]["top1"]
+        console.print(
+            f"head: refit on train features (inner-loop head: {inner:.2f}%)", highlight=False
+        )

@@ -1,0 +1,29 @@
+"""Markers: gpu / tensorrt tests are skipped with a reason where the hardware or library is absent."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device; none is visible here")
+    skip_trt = pytest.mark.skip(
+        reason="needs TensorRT and a CUDA device; pip install 'abrl[gpu]' on an NVIDIA machine"
+    )
+    has_cuda = _has_cuda() if any("gpu" in i.keywords or "tensorrt" in i.keywords for i in items) else False
+    has_trt = importlib.util.find_spec("tensorrt") is not None
+    for item in items:
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(skip_gpu)
+        if "tensorrt" in item.keywords and not (has_cuda and has_trt):
+            item.add_marker(skip_trt)

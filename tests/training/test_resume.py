@@ -1,0 +1,61 @@
+"""A run killed mid-training (a real SIGKILL of a subprocess) and resumed ends with the same
+weights as an uninterrupted run on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors.torch import load_file
+
+ARGS = ["--method", "abrl", "--epochs", "3", "--limit", "48", "--batch-size", "8",
+        "--image-size", "16", "--device", "cpu", "--quiet"]  # fmt: skip
+
+
+def abrl(*args: str, **kwargs) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "abrl_deploy.cli", "train", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kwargs)
+
+
+def wait_for(path, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > end:
+            pytest.fail(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    victim = abrl("--out", str(killed), *ARGS)
+    wait_for(killed / "state.pt", timeout=300)  # the first epoch is checkpointed...
+    time.sleep(0.5)  # ...and the second is under way
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert not (killed / "model.safetensors").exists()
+    reference = abrl("--out", str(full), *ARGS)
+    resumed = abrl("--out", str(killed), "--resume", "--quiet")
+    for proc in (reference, resumed):
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out.decode()
+    a = load_file(str(full / "model.safetensors"))
+    b = load_file(str(killed / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert (a[k] == b[k]).all(), f"{k} differs after resume"
+    rows = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+
+
+def test_resume_refuses_new_options_and_missing_state(tmp_path):
+    proc = abrl("--out", str(tmp_path), "--resume", "--epochs", "9")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and b"drop epochs" in out
+    proc = abrl("--out", str(tmp_path / "none"), "--resume")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and b"state.pt does not exist" in out

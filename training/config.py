@@ -1,0 +1,151 @@
+"""TrainConfig: the one frozen configuration of ``abrl train``.
+
+Precedence: dataclass defaults (the paper's recipe) < ``--config file.yaml`` < explicit CLI flags.
+The resolved config is saved beside the outputs as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from abrl_deploy.errors import ConfigError
+
+HYPERGRADS = ("implicit", "first-order", "unrolled")
+SOLVERS = ("cg", "exact", "neumann")
+DEVICES = ("auto", "cpu", "cuda")
+STEMS = ("auto", "cifar", "imagenet")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run. Defaults are the paper's recipe (see README)."""
+
+    method: str = "abrl"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    backbone: str = "resnet18"
+    stem: str = "auto"
+    pretrained: str | None = None
+    image_size: int | None = None
+    epochs: int = 100
+    batch_size: int = 64
+    val_batch_size: int | None = None  # ABRL's outer batch; None: batch_size // 4
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_fraction: float = 0.1
+    limit: int | None = None
+    workers: int = 0
+    device: str = "auto"
+    amp: bool = True
+    # ABRL (METHOD.md); lambda is a Python keyword, hence lambda_.
+    hypergrad: str = "implicit"
+    lambda_: float = 0.01
+    penalty_norm: bool = True  # divide the penalty by D so that lambda does not depend on width
+    inner_steps: int = 5
+    inner_lr: float | str = 0.001  # a float, or "auto" for 1/L from the Boehning bound
+    ridge: float = 1e-3
+    solver: str = "cg"
+    cg_rtol: float = 1e-4
+    cg_max_iter: int = 50
+    center_features: bool = True
+    head_refit: bool = True
+    # SimCLR
+    pretrain_epochs: int | None = None  # None: half of epochs
+    temperature: float = 0.5
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
+
+    @property
+    def outer_batch_size(self) -> int:
+        return self.val_batch_size or max(2, self.batch_size // 4)
+
+    @property
+    def simclr_pretrain_epochs(self) -> int:
+        return self.epochs // 2 if self.pretrain_epochs is None else self.pretrain_epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _problems(c: TrainConfig) -> list[str]:
+    """Every invalid value at once, so the user fixes them in one go."""
+    p = []
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            p.append(message)
+
+    check(c.hypergrad in HYPERGRADS, f"hypergrad={c.hypergrad!r}, expected one of {HYPERGRADS}")
+    check(c.solver in SOLVERS, f"solver={c.solver!r}, expected one of {SOLVERS}")
+    check(c.device in DEVICES, f"device={c.device!r}, expected one of {DEVICES}")
+    check(c.stem in STEMS, f"stem={c.stem!r}, expected one of {STEMS}")
+    check(c.epochs >= 1, f"epochs={c.epochs}, expected >= 1")
+    check(c.batch_size >= 2, f"batch_size={c.batch_size}, expected >= 2")
+    check(c.val_batch_size is None or c.val_batch_size >= 2, "val_batch_size must be >= 2")
+    check(c.lr > 0, f"lr={c.lr}, expected > 0")
+    check(0 < c.val_fraction < 1, f"val_fraction={c.val_fraction}, expected in (0, 1)")
+    check(c.ridge > 0, f"ridge={c.ridge}: ABRL needs a ridge > 0 on the head (METHOD.md; try 1e-3)")
+    check(c.lambda_ >= 0, f"lambda={c.lambda_}, expected >= 0 (0 disables the penalty)")
+    check(c.inner_steps >= 1, f"inner_steps={c.inner_steps}, expected >= 1")
+    check(c.workers >= 0, f"workers={c.workers}, expected >= 0")
+    check(c.limit is None or c.limit >= 2, f"limit={c.limit}, expected >= 2")
+    check(c.image_size is None or c.image_size >= 8, f"image_size={c.image_size}, expected >= 8")
+    check(c.temperature > 0, f"temperature={c.temperature}, expected > 0")
+    if isinstance(c.inner_lr, str):
+        check(c.inner_lr == "auto", f"inner_lr={c.inner_lr!r}, expected a number > 0 or 'auto'")
+    else:
+        check(c.inner_lr > 0, f"inner_lr={c.inner_lr}, expected > 0 or 'auto'")
+    pe = c.simclr_pretrain_epochs if c.epochs >= 1 else 0
+    check(0 <= pe <= c.epochs, f"pretrain_epochs={pe}, expected between 0 and epochs={c.epochs}")
+    return p
+
+
+def _coerce_inner_lr(value: Any) -> float | str:
+    if isinstance(value, str) and value != "auto":
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"inner_lr={value!r}: expected a number or 'auto'") from None
+    return value
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then the YAML file at ``path``, then every override that is not None."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_yaml(Path(path)))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "inner_lr" in values:
+        values["inner_lr"] = _coerce_inner_lr(values["inner_lr"])
+    return TrainConfig(**values)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; give a YAML file, see configs/")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of option: value")
+    if "lambda" in data:  # the YAML spelling users expect
+        data["lambda_"] = data.pop("lambda")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"config file {path} has unknown keys {unknown}; valid: {sorted(known)}")
+    return data

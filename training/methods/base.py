@@ -1,0 +1,77 @@
+"""The Method interface: a method owns its step; the Trainer owns the loop, eval and checkpoints."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import Dataset
+
+from ..config import TrainConfig
+from ..models import Classifier
+
+
+class Method:
+    """One training method. ``step`` computes the loss and calls backward; nothing else."""
+
+    name: ClassVar[str]
+    needs_val_batch: ClassVar[bool] = False
+
+    def __init__(self, cfg: TrainConfig, model: Classifier, splits: Any, device: torch.device):
+        self.cfg = cfg
+        self.model = model
+        self.splits = splits
+        self.device = device
+
+    def parameters(self) -> list[nn.Parameter]:
+        """What the outer optimizer updates."""
+        return list(self.model.parameters())
+
+    def train_dataset(self, epoch: int) -> Dataset:
+        return self.splits.train
+
+    def step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], val_batch: Any | None
+    ) -> dict[str, Any]:
+        """Forward, backward. Returns floats to log and, under "logits", the train-batch logits."""
+        raise NotImplementedError
+
+    def sync_head(self) -> None:
+        """Make ``model.head`` the head this method would deploy (ABRL keeps its own head)."""
+
+    def finalize(self, train_eval_loader: Any, evaluate: Any) -> dict[str, Any]:
+        """Last work before the run is saved; returns what the card records under ``head``."""
+        return {"source": "trained"}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def autocast(self) -> Any:
+        """bf16 autocast on CUDA when amp is on; a no-op on CPU."""
+        enabled = self.cfg.amp and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def cross_entropy_step(method: Method, x: torch.Tensor, y: torch.Tensor, lam: float = 0.0):
+    """CE on model(x), plus λ·penalty on the features when lam > 0 (the `joint` method)."""
+    from .penalty import cov_penalty
+
+    with method.autocast():
+        z = method.model.forward_features(x)
+        logits = method.model.forward_head(z)
+    ce = F.cross_entropy(logits.float(), y)
+    out: dict[str, Any] = {"ce": ce.item()}
+    loss = ce
+    if lam > 0:
+        pen = cov_penalty(z, normalize=method.cfg.penalty_norm)
+        loss = ce + lam * pen
+        out["penalty"] = pen.item()
+    loss.backward()
+    out["loss"] = loss.item()
+    out["logits"] = logits.detach()
+    return out

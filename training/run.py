@@ -1,0 +1,90 @@
+"""``train()``: the public entry point behind ``abrl train``, from config to a finished run dir."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from abrl_deploy import __version__
+from abrl_deploy.card import ModelCard
+
+from . import checkpoint as ckpt
+from .config import TrainConfig
+from .trainer import Trainer, TrainResult
+
+
+def train(
+    cfg: TrainConfig | None,
+    out: str | Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    quiet: bool = False,
+) -> TrainResult:
+    """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved there."""
+    out = Path(out)
+    ckpt.prepare_run_dir(out, force=force, resume=resume)
+    resumed_at = None
+    if resume:
+        cfg = ckpt.load_run_config(out)
+    trainer = Trainer(cfg, out, quiet=quiet)
+    if resume:
+        state = ckpt.load_state(out)
+        trainer.restore(state)
+        resumed_at = trainer.epoch
+    else:
+        ckpt.save_config(trainer.cfg, out)
+    trainer.run()
+    return TrainResult(out, _finish(trainer), trainer.history, resumed_at)
+
+
+def _finish(trainer: Trainer) -> ModelCard:
+    """Final head (refit for ABRL), final metrics, weights and card. Deterministic, so a run
+    killed while finishing and resumed writes the same files."""
+    splits = trainer.splits
+
+    def evaluate_test() -> dict[str, float]:
+        return trainer.evaluate_split(splits.test)
+
+    head = trainer.method.finalize(trainer.eval_loader(splits.train_eval), evaluate_test)
+    metrics: dict[str, Any] = {f"test_{k}": v for k, v in evaluate_test().items()}
+    metrics.update({f"val_{k}": v for k, v in trainer.evaluate_split(splits.val).items()})
+    metrics["epochs"] = trainer.epoch
+    metrics["train_seconds"] = round(sum(r["seconds"] for r in trainer.history), 3)
+    sha = ckpt.save_weights(trainer.model, trainer.out)
+    cfg = trainer.cfg
+    card = ModelCard(
+        method=cfg.method,
+        backbone=cfg.backbone,
+        num_classes=splits.num_classes,
+        class_names=tuple(splits.class_names),
+        input_size=splits.image_size,
+        mean=tuple(splits.mean),
+        std=tuple(splits.std),
+        feature_dim=trainer.model.feature_dim,
+        dataset=splits.name,
+        preprocessing=splits.preprocessing,
+        data_splits=dict(splits.split_sizes),
+        seed=cfg.seed,
+        config=cfg.to_dict(),
+        metrics=metrics,
+        head=head,
+        versions=library_versions(),
+        checkpoint_sha256=sha,
+    )
+    card.save(trainer.out / ckpt.CARD)
+    return card
+
+
+def library_versions() -> dict[str, str]:
+    import torchvision
+
+    return {
+        "abrl": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+    }
