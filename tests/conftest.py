@@ -1,4 +1,4 @@
-"""Markers: gpu / tensorrt tests are skipped with a reason where the hardware or library is absent."""
+"""Markers: gpu and tensorrt tests are skipped, with a reason, where hardware or library lack."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_trt = pytest.mark.skip(
         reason="needs TensorRT and a CUDA device; pip install 'abrl[gpu]' on an NVIDIA machine"
     )
-    has_cuda = _has_cuda() if any("gpu" in i.keywords or "tensorrt" in i.keywords for i in items) else False
+    has_cuda = (
+        _has_cuda()
+        if any("gpu" in i.keywords or "tensorrt" in i.keywords for i in items)
+        else False
+    )
     has_trt = importlib.util.find_spec("tensorrt") is not None
     for item in items:
         if "gpu" in item.keywords and not has_cuda:

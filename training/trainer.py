@@ -67,6 +67,8 @@ def _loader(dataset, batch_size: int, cfg: TrainConfig, generator=None) -> DataL
 
 
 def _cycle(loader: DataLoader) -> Iterator:
+    if len(loader) == 0:
+        raise ConfigError("the validation split is empty; raise --val-fraction or use more data")
     while True:
         yield from loader
 
@@ -86,6 +88,11 @@ class Trainer:
         )
         self.model = model.to(self.device)
         self.method = get_method(cfg.method)(self.cfg, self.model, self.splits, self.device)
+        if self.method.needs_val_batch and len(self.splits.val) < 2:
+            raise ConfigError(
+                f"{cfg.method} needs at least 2 validation images for its outer loss, the split has"
+                f" {len(self.splits.val)}; raise --val-fraction (now {cfg.val_fraction}) or --limit"
+            )
         self.optimizer = torch.optim.SGD(
             self.method.parameters(),
             lr=cfg.lr,

@@ -58,27 +58,21 @@ def train(
     config: Annotated[
         Path | None, _opt("YAML file of defaults (configs/); flags win.", "--config")
     ] = None,
-    method: Annotated[
-        Method | None, _opt("Training method [default: abrl].", "--method")
-    ] = None,
+    method: Annotated[Method | None, _opt("Training method [default: abrl].", "--method")] = None,
     dataset: Annotated[
         Dataset | None, _opt("Dataset [default: digits, embedded].", "--dataset")
     ] = None,
     data_dir: Annotated[
         Path | None, _opt("Folder holding the dataset's official layout.", "--data-dir")
     ] = None,
-    backbone: Annotated[
-        Backbone | None, _opt("Encoder [default: resnet18].", "--backbone")
-    ] = None,
+    backbone: Annotated[Backbone | None, _opt("Encoder [default: resnet18].", "--backbone")] = None,
     pretrained: Annotated[
         Path | None, _opt("Local encoder state dict (.safetensors/.pt).", "--pretrained")
     ] = None,
     image_size: Annotated[
         int | None, _opt("Input size in pixels [default: per dataset].", "--image-size")
     ] = None,
-    epochs: Annotated[
-        int | None, _opt("Epochs [default: 100, the paper's].", "--epochs")
-    ] = None,
+    epochs: Annotated[int | None, _opt("Epochs [default: 100, the paper's].", "--epochs")] = None,
     batch_size: Annotated[
         int | None, _opt("Train batch size [default: 64].", "--batch-size")
     ] = None,
@@ -86,12 +80,12 @@ def train(
     seed: Annotated[
         int | None, _opt("Seed of init, splits and batches [default: 0].", "--seed")
     ] = None,
-    limit: Annotated[
-        int | None, _opt("Use at most N train and N test images.", "--limit")
+    val_fraction: Annotated[
+        float | None,
+        _opt("Share of train data held out for validation [default: 0.1].", "--val-fraction"),
     ] = None,
-    device: Annotated[
-        Device | None, _opt("auto, cpu or cuda [default: auto].", "--device")
-    ] = None,
+    limit: Annotated[int | None, _opt("Use at most N train and N test images.", "--limit")] = None,
+    device: Annotated[Device | None, _opt("auto, cpu or cuda [default: auto].", "--device")] = None,
     workers: Annotated[
         int | None, _opt("DataLoader worker processes [default: 0].", "--workers")
     ] = None,
@@ -135,7 +129,8 @@ def train(
     flags = {
         "method": method, "dataset": dataset, "data_dir": data_dir, "backbone": backbone,
         "pretrained": pretrained, "image_size": image_size, "epochs": epochs,
-        "batch_size": batch_size, "lr": lr, "seed": seed, "limit": limit, "device": device,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "val_fraction": val_fraction,
+        "limit": limit, "device": device,
         "workers": workers, "hypergrad": hypergrad, "lambda_": lambda_,
         "inner_steps": inner_steps, "inner_lr": inner_lr, "ridge": ridge, "solver": solver,
         "head_refit": head_refit, "pretrain_epochs": pretrain_epochs, "amp": amp,

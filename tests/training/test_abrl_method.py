@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
+from abrl_deploy.errors import ConfigError
 from abrl_deploy.training.config import TrainConfig
 from abrl_deploy.training.methods import get_method
 from abrl_deploy.training.methods import hypergrad as hg
 from abrl_deploy.training.methods.penalty import cov_penalty
 from abrl_deploy.training.models import Classifier
-from torch import nn
-
-from abrl_deploy.errors import ConfigError
 
 D, C = 6, 3
 

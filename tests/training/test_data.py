@@ -12,11 +12,11 @@ import datafixtures
 import numpy as np
 import pytest
 import torch
-from abrl_deploy.training.data import DATASET_NAMES, DataSplits, load_dataset
-from abrl_deploy.training.data.registry import get_dataset_spec, register_dataset
 from torchvision import transforms as T
 
 from abrl_deploy.errors import DatasetError, UnsafePickleError
+from abrl_deploy.training.data import DATASET_NAMES, DataSplits, load_dataset
+from abrl_deploy.training.data.registry import get_dataset_spec, register_dataset
 
 
 def _check_items(splits: DataSplits, size: int) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from abrl_deploy.training.methods import hypergrad as hg
-from abrl_deploy.training.methods.penalty import cov_penalty
 
 from abrl_deploy.errors import ConfigError
+from abrl_deploy.training.methods import hypergrad as hg
+from abrl_deploy.training.methods.penalty import cov_penalty
 
 DT = torch.float64
 C, D, D_IN = 3, 4, 3

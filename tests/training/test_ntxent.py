@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from abrl_deploy.training.methods.ntxent import nt_xent
 
 DT = torch.float64

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from abrl_deploy.training.methods.penalty import cov_penalty
 
 DT = torch.float64
@@ -40,9 +41,8 @@ def test_penalty_floor_is_d_minus_b_plus_one_and_attained() -> None:
         z = torch.randn(B, D, generator=gen, dtype=DT) * torch.rand(1, generator=gen, dtype=DT)
         assert cov_penalty(z).item() >= D - B + 1 - 1e-12
     # Attained when Cov(Z) is a rank-(B-1) projection: centred orthonormal columns, scaled.
-    basis = torch.linalg.qr(torch.randn(B, B - 1, generator=gen, dtype=DT) - 0.0)[0]
-    centred = basis - basis.mean(0)
-    q = torch.linalg.qr(centred)[0]
+    raw = torch.randn(B, B - 1, generator=gen, dtype=DT)
+    q = torch.linalg.qr(raw - raw.mean(0))[0]  # orthonormal columns, each summing to zero
     z = torch.cat([q, torch.zeros(B, D - (B - 1), dtype=DT)], dim=1) * (B - 1) ** 0.5
     assert cov_penalty(z).item() == pytest.approx(D - B + 1, rel=1e-12)
 

@@ -95,7 +95,8 @@ def test_abrl_variants(tmp_path, variant):
 def test_each_layout_trains(tmp_path, dataset, writer, classes):
     data_dir = writer(tmp_path / "data")
     out = tmp_path / "run"
-    result = train(out, "--dataset", dataset, "--data-dir", str(data_dir), "--method", "abrl")
+    args = ["--dataset", dataset, "--data-dir", str(data_dir), "--val-fraction", "0.25"]
+    result = train(out, *args, "--method", "abrl")
     assert result.exit_code == 0, result.output
     card = check_run_dir(out, "abrl", classes)
     assert card.dataset == dataset
@@ -122,6 +123,7 @@ def test_existing_run_is_not_overwritten_without_force(tmp_path):
         (["--dataset", "cifar100", "--data-dir", "/nonexistent/x"], "/nonexistent/x"),
         (["--pretrained", "/nonexistent/w.pt"], "/nonexistent/w.pt"),
         (["--inner-lr", "fast"], "inner_lr"),
+        (["--limit", "12", "--val-fraction", "0.05"], "at least 2 validation images"),
         (["--config", "/nonexistent/c.yaml"], "/nonexistent/c.yaml"),
     ],
 )

@@ -208,7 +208,9 @@ def solve_neumann(
 ) -> SolveResult:
     """Truncated Neumann series ``v = lr * sum_{j < max_iter} (I - lr H)^j g``.
 
-    Converges only for ``lr < 2 / λ_max(H)``, at rate ``1 - lr * ridge``: slow, kept as an option.
+    Converges only for ``lr < 2 / λ_max(H)``, at worst at rate ``1 - lr * ridge``: slow, kept as an
+    option. (``λ_min(H) = ridge`` exactly, on the directions that add one vector to every class,
+    but ``g`` has no component there, so the rate that matters is set by the next eigenvalue.)
     A diverging series is returned as is; its residual says so.
     """
     _check_ridge(ridge)
