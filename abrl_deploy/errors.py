@@ -39,3 +39,13 @@ class DependencyError(AbrlError):
     """An optional dependency is missing; the message gives the install command."""
 
     exit_code = 2
+
+
+class ExportError(AbrlError):
+    """An export failed a check; the message lists every failed check with its numbers."""
+
+
+class RuntimeBackendError(AbrlError):
+    """A backend cannot run here, or does not run where it was asked to (no silent fallback)."""
+
+    exit_code = 2

@@ -56,4 +56,6 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-from . import train as _train  # noqa: E402,F401  (registers the command)
+from . import export as _export  # noqa: E402,F401  (registers the commands)
+from . import info as _info  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401

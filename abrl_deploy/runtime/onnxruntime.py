@@ -1,0 +1,85 @@
+"""ONNX Runtime runner. Refuses a session whose providers in use differ from those requested:
+ONNX Runtime otherwise falls back from CUDA to CPU without an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from abrl_deploy.errors import DependencyError, RuntimeBackendError
+
+from .base import InputSpec, Runner
+
+PROVIDERS = {
+    "ort-cpu": ("CPUExecutionProvider",),
+    "ort-cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+    "ort-trt": ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+}
+_NUMPY_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+}
+
+
+def import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise DependencyError(
+            "onnxruntime is not installed; run pip install 'abrl[cpu]' (or 'abrl[gpu]' for CUDA)"
+        ) from None
+    return onnxruntime
+
+
+class OrtRunner(Runner):
+    """An ONNX model in an ``InferenceSession`` on the providers of ``backend``."""
+
+    def __init__(self, path: str | Path, backend: str = "ort-cpu", threads: int | None = None):
+        super().__init__()
+        if backend not in PROVIDERS:
+            raise RuntimeBackendError(f"unknown backend {backend!r}; known: {sorted(PROVIDERS)}")
+        self.path, self.backend, self.threads = Path(path), backend, threads
+        self.session = None
+
+    def open_impl(self) -> None:
+        ort = import_onnxruntime()
+        wanted = PROVIDERS[self.backend]
+        missing = [p for p in wanted[:1] if p not in ort.get_available_providers()]
+        if missing:
+            raise RuntimeBackendError(
+                f"{self.backend}: ONNX Runtime here has no {missing[0]} "
+                f"(available: {ort.get_available_providers()}); install onnxruntime-gpu"
+            )
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        self.session = ort.InferenceSession(str(self.path), options, providers=list(wanted))
+        in_use = self.session.get_providers()
+        if in_use[0] != wanted[0]:
+            raise RuntimeBackendError(
+                f"{self.backend}: asked for {wanted[0]} but ONNX Runtime runs on {in_use}; "
+                "refusing a silent fallback"
+            )
+
+    def close_impl(self) -> None:
+        self.session = None
+
+    @property
+    def providers_in_use(self) -> list[str]:
+        return self.session.get_providers()
+
+    @property
+    def input_spec(self) -> InputSpec:
+        i = self.session.get_inputs()[0]
+        dims = tuple(d if isinstance(d, int) else None for d in i.shape)
+        return InputSpec(i.name, dims, np.dtype(_NUMPY_TYPES.get(i.type, np.float32)))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.session.get_outputs())
+
+    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.session.run(None, {self.input_spec.name: batch})
+        return dict(zip(self.output_names, outputs, strict=True))

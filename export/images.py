@@ -1,0 +1,32 @@
+"""Real images of a run's dataset, preprocessed as the card says: for validation (test split)
+and INT8 calibration (train split)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from abrl_deploy.card import ModelCard
+from abrl_deploy.errors import DatasetError
+
+
+def run_images(
+    card: ModelCard, split: str, n: int, data_dir: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` images (float32 NCHW, normalised) and labels of ``split`` ("test" or "train")."""
+    from abrl_deploy.training.data import load_dataset
+
+    cfg = card.config
+    try:
+        splits = load_dataset(
+            card.dataset, data_dir or cfg.get("data_dir"),
+            val_fraction=cfg.get("val_fraction", 0.1),
+            seed=card.seed or 0, image_size=card.input_size, limit=cfg.get("limit"),
+        )  # fmt: skip
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} (export reads the run's dataset; pass --data-dir)") from None
+    dataset = splits.test if split == "test" else splits.train_eval
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(dataset), generator=g)[:n].tolist()
+    xs, ys = zip(*(dataset[i] for i in order), strict=True)
+    return torch.stack(xs).numpy().astype(np.float32), np.asarray(ys)

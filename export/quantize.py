@@ -1,0 +1,161 @@
+"""FP16 and INT8 variants of an exported ONNX classifier.
+
+Both variants carry their precision in the graph itself, which is what TensorRT 11 needs (it has no
+FP16/INT8 builder flags): FP16 as float16 weights and activations, INT8 as QuantizeLinear /
+DequantizeLinear pairs with calibrated scales. The same files run in ONNX Runtime.
+
+Found on ONNX Runtime 1.32 (x86-64 CPU, AVX-512): its CPU provider has no float16 kernels for
+Conv, Gemm, MatMul, Add, Relu, BatchNormalization, MaxPool or GlobalAveragePool, so at session
+creation it wraps each of them in Casts to float32 and, at the default optimisation level, folds the
+casts of the weights. The FP16 file therefore runs on CPU, but as float32 arithmetic on
+float16-rounded weights: useful to check accuracy, not a speed-up there. No op needs block-listing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from abrl_deploy.atomic import atomic_write_bytes
+from abrl_deploy.errors import ConfigError, DependencyError, ExportError
+
+try:
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader
+except ImportError as exc:  # the reader below must subclass ORT's, so this import is eager
+    raise DependencyError(
+        f"{exc.name or 'onnx/onnxruntime'} is not installed; run pip install 'abrl[export]'"
+    ) from exc
+
+
+class ImageCalibrationReader(CalibrationDataReader):
+    """Feeds calibration batches to ONNX Runtime's quantizer, one ``get_next()`` at a time.
+
+    The same object can feed a TensorRT INT8 calibrator (TensorRT 10) by calling ``get_next()``,
+    so one data source serves both backends.
+
+    Args:
+        batches: float32 NCHW arrays; consumed once, lazily.
+        input_name: the model's image input, the key of every feed dict.
+    """
+
+    def __init__(self, batches: Iterable[np.ndarray], input_name: str) -> None:
+        self._batches: Iterator[np.ndarray] = iter(batches)
+        self.input_name = input_name
+        self.batches_read = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        """The next feed dict ``{input_name: batch}``, or None when the batches are used up."""
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        array = np.ascontiguousarray(batch, dtype=np.float32)
+        if array.ndim != 4:
+            raise ConfigError(
+                f"calibration batch {self.batches_read} has shape {array.shape}; "
+                "expected a 4-D NCHW array (batch, channels, height, width)"
+            )
+        self.batches_read += 1
+        return {self.input_name: array}
+
+
+def convert_fp16(src: Path, dst: Path) -> None:
+    """Write a float16 copy of ``src`` whose inputs and outputs stay float32.
+
+    Keeping float32 IO means callers feed the same arrays to every variant; the Casts at the edges
+    are cheap. The model's ``metadata_props`` (preprocessing, labels) are carried over.
+    """
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    model = onnx.load(str(src))
+    metadata = _metadata(model)
+    try:
+        fp16 = convert_float_to_float16(model, keep_io_types=True)
+        # The converter appends the input Casts after their consumers; ORT does not mind, but
+        # onnx.checker and TensorRT's parser want nodes in topological order.
+        OnnxModel.graph_topological_sort(fp16.graph)
+    except Exception as exc:  # converter raises bare ValueError/KeyError on odd graphs
+        raise ExportError(f"FP16 conversion of {src} failed: {exc}") from exc
+    _set_metadata(fp16, metadata)
+    bad_io = [
+        v.name
+        for v in [*fp16.graph.input, *fp16.graph.output]
+        if v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT
+    ]
+    if bad_io:
+        raise ExportError(f"FP16 model of {src} has non-float32 inputs/outputs: {bad_io}")
+    atomic_write_bytes(dst, fp16.SerializeToString())
+
+
+def quantize_int8(
+    src: Path,
+    dst: Path,
+    reader: CalibrationDataReader,
+    *,
+    per_channel: bool = True,
+    symmetric: bool = True,
+) -> None:
+    """Static INT8 quantization in QDQ form, calibrated on ``reader``'s batches.
+
+    Weights are signed int8 with zero point 0, one scale per output channel when ``per_channel``
+    is set. With ``symmetric`` the activations have zero point 0 too: the only form TensorRT
+    accepts, so the file serves ONNX Runtime and TensorRT alike. ONNX Runtime's CPU provider runs
+    such a file slower, though: a Relu after a Conv cannot fold into QLinearConv unless the zero
+    point is -128, so it runs in float32 between a DequantizeLinear and a QuantizeLinear. Pass
+    ``symmetric=False`` for a file meant for ONNX Runtime only.
+
+    Raises:
+        ExportError: pre-processing, calibration or quantization failed, or the reader gave no
+            batch.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    metadata = _metadata(onnx.load(str(src), load_external_data=False))
+    with tempfile.TemporaryDirectory(prefix="abrl-int8-") as tmp:
+        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        try:
+            # ORT's recommended pre-pass: symbolic shape inference plus graph optimisation
+            # (BatchNorm folded into Conv), so that every tensor gets a calibrated range.
+            quant_pre_process(str(src), str(prepared))
+            quantize_static(
+                str(prepared),
+                str(quantized),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True},
+            )
+        except Exception as exc:  # ORT raises plain ValueError/RuntimeError with the cause
+            if isinstance(exc, ConfigError):  # a bad batch from our reader: already explained
+                raise
+            if isinstance(reader, ImageCalibrationReader) and reader.batches_read == 0:
+                raise ExportError(
+                    f"INT8 quantization of {src}: the calibration reader gave no batch; "
+                    "pass at least one NCHW float32 batch of training images"
+                ) from exc
+            raise ExportError(f"INT8 quantization of {src} failed: {exc}") from exc
+        model = onnx.load(str(quantized))
+    _set_metadata(model, metadata)  # quantize_static writes a fresh ModelProto without them
+    atomic_write_bytes(dst, model.SerializeToString())
+
+
+def _metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
+    """Set ``metadata`` on ``model``, replacing entries with the same key."""
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    for prop in kept:
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)

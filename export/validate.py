@@ -1,0 +1,130 @@
+"""Parity and accuracy of an ONNX file against PyTorch on real images, through the runtime's
+ONNX Runtime runner. A failed tolerance is a failure, never a warning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from abrl_deploy.runtime import OrtRunner
+
+# Per precision: max |Δlogit| relative to the largest reference logit, min row cosine, min top-1
+# agreement, and the batch-consistency spread relative to the logit scale.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"max_abs_rel": 1e-3, "cosine": 0.9999, "agreement": 0.99, "consistency_rel": 1e-4},
+    "fp16": {"max_abs_rel": 3e-2, "cosine": 0.999, "agreement": 0.98, "consistency_rel": 1e-2},
+    "int8": {
+        "max_abs_rel": float("inf"),
+        "cosine": 0.95,
+        "agreement": 0.90,
+        "consistency_rel": 2e-2,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    value: float
+    limit: float
+    higher_is_better: bool
+
+    @property
+    def passed(self) -> bool:
+        ok = self.value >= self.limit if self.higher_is_better else self.value <= self.limit
+        return bool(ok) and np.isfinite(self.value)
+
+    def __str__(self) -> str:
+        op = ">=" if self.higher_is_better else "<="
+        return f"{self.name} = {self.value:.6g} (needs {op} {self.limit:.6g})"
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    checks: tuple[Check, ...]
+    metrics: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def failures(self) -> list[str]:
+        return [str(c) for c in self.checks if not c.passed]
+
+
+def _run(runner: OrtRunner, images: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
+    parts = [runner.infer(images[i : i + batch]) for i in range(0, len(images), batch)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    denom = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
+    return (a64 * b64).sum(1) / np.maximum(denom, 1e-30)
+
+
+def validate_onnx(
+    path: Path,
+    reference: dict[str, np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    precision: str,
+) -> ValidationReport:
+    """Compare ``path`` in ONNX Runtime CPU with ``reference``, PyTorch's outputs on ``images``."""
+    tol = TOLERANCES[precision]
+    with OrtRunner(path, "ort-cpu") as runner:
+        got = _run(runner, images)
+        consistency = _batch_consistency(runner, images)
+    ref, out = reference["logits"], got["logits"]
+    scale = max(1.0, float(np.abs(ref).max()))
+    diff = np.abs(out.astype(np.float64) - ref)
+    agree = float((out.argmax(1) == ref.argmax(1)).mean())
+    metrics = {
+        "images": len(images),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "min_cosine": float(_cosines(out, ref).min()),
+        "top1_agreement": agree,
+        "top1_reference": float((ref.argmax(1) == labels).mean() * 100),
+        "top1_onnx": float((out.argmax(1) == labels).mean() * 100),
+        **consistency,
+    }
+    checks = [
+        Check("max_abs_diff", metrics["max_abs_diff"], tol["max_abs_rel"] * scale, False),
+        Check("min_cosine", metrics["min_cosine"], tol["cosine"], True),
+        Check("top1_agreement", agree, tol["agreement"], True),
+        Check(
+            "identical_rows_spread",
+            consistency["identical_rows_spread"],
+            tol["consistency_rel"] * scale,
+            False,
+        ),
+        Check(
+            "batch1_vs_batch64",
+            consistency["batch1_vs_batch64"],
+            tol["consistency_rel"] * scale,
+            False,
+        ),
+    ]
+    if "features" in reference:
+        fdiff = float(np.abs(got["features"].astype(np.float64) - reference["features"]).max())
+        fscale = max(1.0, float(np.abs(reference["features"]).max()))
+        metrics["features_max_abs_diff"] = fdiff
+        checks.append(Check("features_max_abs_diff", fdiff, tol["max_abs_rel"] * fscale, False))
+    return ValidationReport(tuple(checks), metrics)
+
+
+def _batch_consistency(runner: OrtRunner, images: np.ndarray) -> dict[str, float]:
+    """Identical rows must give identical rows; batch 1 must equal the same row of batch 64."""
+    same = np.repeat(images[:1], 64, axis=0)
+    rows = runner.infer(same)["logits"].astype(np.float64)
+    batch64 = np.resize(images, (64, *images.shape[1:])).astype(np.float32)
+    full = runner.infer(batch64)["logits"].astype(np.float64)
+    single = runner.infer(batch64[5:6])["logits"].astype(np.float64)
+    return {
+        "identical_rows_spread": float(np.abs(rows - rows[0]).max()),
+        "batch1_vs_batch64": float(np.abs(single[0] - full[5]).max()),
+    }

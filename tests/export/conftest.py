@@ -1,0 +1,26 @@
+"""One tiny trained run on digits, shared by the export tests (training it takes a few seconds)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from abrl_deploy.training import TrainConfig, train
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    cfg = TrainConfig(method="finetune", epochs=3, batch_size=32, limit=400, image_size=16,
+                      lr=0.05, device="cpu")  # fmt: skip
+    train(cfg, out, quiet=True)
+    return out
+
+
+@pytest.fixture
+def run_dir(trained_run, tmp_path):
+    """A private copy, so that tests can write artifacts into it."""
+    dst = tmp_path / "run"
+    shutil.copytree(trained_run, dst)
+    return dst
