@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from abrl_deploy import __version__
 from abrl_deploy.errors import AbrlError
@@ -50,7 +51,9 @@ def handle_errors(fn: F) -> F:
         except AbrlError as exc:
             if _state["debug"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # escape: messages hold text like 'abrl[gpu]' that rich would read as markup
+            message = f"[bold red]error:[/] {escape(str(exc))}"
+            err_console.print(message, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

@@ -79,8 +79,10 @@ def export(
     )  # fmt: skip
     result = run_export(spec)
     m, console = result.validation, Console()
-    console.print(f"wrote {result.path} ({result.format} {result.precision}, exporter: "
-                  f"{result.exporter}, {result.seconds:.1f} s)", highlight=False, soft_wrap=True)  # fmt: skip
+    what = f"{result.format} {result.precision}, exporter: {result.exporter}"
+    console.print(
+        f"wrote {result.path} ({what}, {result.seconds:.1f} s)", highlight=False, soft_wrap=True
+    )
     console.print(
         f"verified on {m['images']} test images: max |Δlogit| {m['max_abs_diff']:.2e}, "
         f"min cosine {m['min_cosine']:.6f}, top-1 agreement {100 * m['top1_agreement']:.2f}%, "

@@ -1,4 +1,5 @@
-"""One tiny trained run on digits, shared by the export tests (training it takes a few seconds)."""
+"""One small trained run on digits (~75% top-1, ~15 s), shared by the export tests: INT8's
+agreement is only meaningful on a model whose logits are not near-ties."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from abrl_deploy.training import TrainConfig, train
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "digits"
-    cfg = TrainConfig(method="finetune", epochs=3, batch_size=32, limit=400, image_size=16,
+    cfg = TrainConfig(method="finetune", epochs=5, batch_size=32, limit=800, image_size=16,
                       lr=0.05, device="cpu")  # fmt: skip
     train(cfg, out, quiet=True)
     return out
