@@ -66,7 +66,11 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        if not isinstance(data, dict):
+            raise AbrlError(f"model card must be a JSON object, got {type(data).__name__}")
         version = data.get("schema_version", 0)
+        if not isinstance(version, int):
+            raise AbrlError(f"model card schema_version is {version!r}, expected an integer")
         if version > CARD_SCHEMA_VERSION:
             raise AbrlError(
                 f"model card schema {version} is newer than this abrl understands "
@@ -77,12 +81,12 @@ class ModelCard:
         if unknown:
             raise AbrlError(f"model card has unknown fields {unknown}; upgrade abrl")
         values = dict(data)
-        for name in ("class_names", "mean", "std"):
-            if name in values:
-                values[name] = tuple(values[name])
         try:
+            for name in ("class_names", "mean", "std"):
+                if name in values:
+                    values[name] = tuple(values[name])
             return cls(**values)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise AbrlError(f"model card is incomplete: {exc}") from None
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ def export(spec: ExportSpec) -> ExportResult:
             embed_card(path, card.replace(export=info), dst=target)
             return ExportResult(target, "onnx", spec.precision, exporter, report.metrics,
                                 time.perf_counter() - t0)  # fmt: skip
-        return _engine(spec, card, info, path, exporter, report, t0)
+        return _engine(spec, card, info, path, exporter, report, t0, tmp_dir)
 
 
 def _variant(spec: ExportSpec, card: ModelCard, fp32: Path, tmp_dir: Path, check):
@@ -77,13 +78,15 @@ def _variant(spec: ExportSpec, card: ModelCard, fp32: Path, tmp_dir: Path, check
     return out, report
 
 
-def _engine(spec, card, info, onnx_path, exporter, report, t0) -> ExportResult:
+def _engine(spec, card, info, onnx_path, exporter, report, t0, tmp_dir) -> ExportResult:
+    """Build in the temporary folder, then move engine and sidecar into place. The engine's own
+    outputs are NOT compared with PyTorch yet (no TensorRT runner): only its ONNX source was."""
     from .tensorrt import build_engine
 
-    engine_path = spec.engine_path
+    engine_path, built = spec.engine_path, tmp_dir / "model.engine"
     cache = engine_path.parent / "timing.cache"
     res = build_engine(
-        onnx_path, engine_path, input_name="images",
+        onnx_path, built, input_name="images",
         image_shape=(3, card.input_size, card.input_size), batch_range=spec.batch_range,
         precision=spec.precision, timing_cache=cache,
     )  # fmt: skip
@@ -91,7 +94,9 @@ def _engine(spec, card, info, onnx_path, exporter, report, t0) -> ExportResult:
         "format": "trt", "tensorrt": res.tensorrt_version,
         "strongly_typed": res.strongly_typed, "build_seconds": res.build_seconds,
     }  # fmt: skip
+    info["engine_parity"] = "not checked: only the ONNX it was built from was verified"
     atomic_write_text(_sidecar(engine_path), card.replace(export=info).to_json() + "\n")
+    os.replace(built, engine_path)
     return ExportResult(engine_path, "trt", spec.precision, exporter, report.metrics,
                         time.perf_counter() - t0, {"timing_cache": str(cache)})  # fmt: skip
 

@@ -90,7 +90,12 @@ def run_ladder(
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             continue
-        report = validate(path)
+        try:
+            report = validate(path)
+        except Exception as exc:  # e.g. ONNX Runtime refusing the file: this rung failed
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            failures.append(f"{exporter}: ONNX Runtime could not run it ({first})")
+            continue
         if report.passed:
             return path, exporter, report
         failures.append(f"{exporter}: " + "; ".join(report.failures()))

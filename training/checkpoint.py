@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,11 @@ def save_state(out: Path, state: dict[str, Any]) -> None:
 
 def load_state(out: Path) -> dict[str, Any]:
     # weights_only: a state file is user-supplied input on resume; never unpickle it freely.
-    return torch.load(out / STATE, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(out / STATE, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise RunDirError(f"cannot resume from {out / STATE}: {first}") from None
 
 
 def save_weights(model: Classifier, out: Path) -> str:
@@ -92,15 +95,20 @@ def load_classifier(run_dir: str | Path) -> tuple[Classifier, ModelCard]:
             f"{run_dir} is not a finished run directory: {', '.join(missing)} missing; "
             "train with abrl train --out DIR (or finish it with --resume)"
         )
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
     card = ModelCard.load(run_dir / CARD)
+    data = (run_dir / WEIGHTS).read_bytes()
+    if card.checkpoint_sha256 and hashlib.sha256(data).hexdigest() != card.checkpoint_sha256:
+        raise RunDirError(
+            f"{run_dir / WEIGHTS} does not match card.json's checkpoint_sha256; "
+            "the weights were changed or belong to another run"
+        )
     model = build_classifier(
         card.backbone, card.num_classes, stem=card.config.get("stem", "imagenet")
     )
-    model.load_state_dict(load_file(str(run_dir / WEIGHTS)))
+    try:
+        model.load_state_dict(load(data))
+    except Exception as exc:  # a corrupt file or other shapes: one line, not a traceback
+        raise RunDirError(f"cannot load {run_dir / WEIGHTS}: {str(exc).splitlines()[0]}") from None
     return model.eval(), card
-
-
-def remove_run_dir(out: Path) -> None:
-    shutil.rmtree(out, ignore_errors=True)

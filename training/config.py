@@ -104,6 +104,9 @@ def _problems(c: TrainConfig) -> list[str]:
     check(c.limit is None or c.limit >= 2, f"limit={c.limit}, expected >= 2")
     check(c.image_size is None or c.image_size >= 8, f"image_size={c.image_size}, expected >= 8")
     check(c.temperature > 0, f"temperature={c.temperature}, expected > 0")
+    check(c.momentum >= 0 and c.weight_decay >= 0, "momentum and weight_decay must be >= 0")
+    check(c.cg_max_iter >= 1, f"cg_max_iter={c.cg_max_iter}, expected >= 1 (0 is first-order)")
+    check(c.cg_rtol > 0, f"cg_rtol={c.cg_rtol}, expected > 0")
     if isinstance(c.inner_lr, str):
         check(c.inner_lr == "auto", f"inner_lr={c.inner_lr!r}, expected a number > 0 or 'auto'")
     else:
@@ -130,7 +133,24 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "inner_lr" in values:
         values["inner_lr"] = _coerce_inner_lr(values["inner_lr"])
-    return TrainConfig(**values)
+    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+_FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """YAML 1.1 reads 1e-3 as a string: give numbers their field's type, or say what is wrong."""
+    kind = _FIELD_TYPES.get(name, "")
+    if value is None or name == "inner_lr" or isinstance(value, bool):
+        return value
+    for typ in (int, float):
+        if kind.startswith(typ.__name__):
+            try:
+                return typ(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{name}={value!r}: expected a {typ.__name__}") from None
+    return value
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -55,7 +55,11 @@ class OrtRunner(Runner):
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
-        self.session = ort.InferenceSession(str(self.path), options, providers=list(wanted))
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=list(wanted))
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise RuntimeBackendError(f"{self.backend} cannot load {self.path}: {first}") from None
         in_use = self.session.get_providers()
         if in_use[0] != wanted[0]:
             raise RuntimeBackendError(
@@ -81,5 +85,9 @@ class OrtRunner(Runner):
         return tuple(o.name for o in self.session.get_outputs())
 
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.session.run(None, {self.input_spec.name: batch})
+        try:
+            outputs = self.session.run(None, {self.input_spec.name: batch})
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise RuntimeBackendError(f"{self.backend} failed on {self.path}: {first}") from None
         return dict(zip(self.output_names, outputs, strict=True))

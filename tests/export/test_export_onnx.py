@@ -137,3 +137,13 @@ def test_info_on_each_artifact(run_dir):
     assert d["kind"] == "tensorrt" and d["precision"] == "fp16"
     bad = runner.invoke(app, ["info", str(run_dir / "card.json")])
     assert bad.exit_code == 1 and "not a run directory" in bad.output
+
+
+def test_weights_that_do_not_match_the_card_are_refused(run_dir):
+    from abrl_deploy.errors import RunDirError
+
+    data = bytearray((run_dir / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (run_dir / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(RunDirError, match="checkpoint_sha256"):
+        load_classifier(run_dir)

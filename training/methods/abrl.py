@@ -150,7 +150,7 @@ class AbrlMethod(Method):
         if not self.cfg.head_refit:
             return info
         z, y = extract_features(self.model, train_eval_loader, self.device)
-        m = z.mean(0) if self.cfg.center_features else torch.zeros_like(self.feature_mean)
+        m = z.mean(0) if self.cfg.center_features else torch.zeros(z.shape[1], dtype=z.dtype)
         W, b, iters = refit_head(z - m, y, self.W, self.b, self.cfg.ridge)
         self.W, self.b = W.to(self.device), b.to(self.device)
         self.feature_mean = m.to(self.device)
