@@ -49,3 +49,8 @@ class RuntimeBackendError(AbrlError):
     """A backend cannot run here, or does not run where it was asked to (no silent fallback)."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a third-party exception's message, to quote inside a one-line error."""
+    return (str(exc).strip().splitlines() or [""])[0][:limit]

@@ -18,7 +18,7 @@ from torch import nn
 
 from abrl_deploy.atomic import atomic_write_bytes
 from abrl_deploy.card import ModelCard
-from abrl_deploy.errors import ExportError
+from abrl_deploy.errors import ExportError, first_line
 
 from .validate import ValidationReport
 
@@ -85,7 +85,7 @@ def run_ladder(
             trace(model, path, exporter, size=size, opset=opset, outputs=outputs)
             onnx.checker.check_model(str(path), full_check=True)
         except Exception as exc:  # any exporter failure is one rung's failure, reported below
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            first = first_line(exc)
             failures.append(f"{exporter}: export failed ({type(exc).__name__}: {first})")
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -93,7 +93,7 @@ def run_ladder(
         try:
             report = validate(path)
         except Exception as exc:  # e.g. ONNX Runtime refusing the file: this rung failed
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            first = first_line(exc)
             failures.append(f"{exporter}: ONNX Runtime could not run it ({first})")
             continue
         if report.passed:

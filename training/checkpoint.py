@@ -12,7 +12,7 @@ import torch
 
 from abrl_deploy.atomic import atomic_write_bytes, atomic_write_text
 from abrl_deploy.card import ModelCard
-from abrl_deploy.errors import RunDirError
+from abrl_deploy.errors import RunDirError, first_line
 
 from .config import TrainConfig, load_config
 from .models import Classifier, build_classifier
@@ -59,7 +59,7 @@ def load_state(out: Path) -> dict[str, Any]:
     try:
         return torch.load(out / STATE, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        first = first_line(exc, 200)
         raise RunDirError(f"cannot resume from {out / STATE}: {first}") from None
 
 

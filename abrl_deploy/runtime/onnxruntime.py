@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from abrl_deploy.errors import DependencyError, RuntimeBackendError
+from abrl_deploy.errors import DependencyError, RuntimeBackendError, first_line
 
 from .base import InputSpec, Runner
 
@@ -58,7 +58,7 @@ class OrtRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=list(wanted))
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            first = first_line(exc)
             raise RuntimeBackendError(f"{self.backend} cannot load {self.path}: {first}") from None
         in_use = self.session.get_providers()
         if in_use[0] != wanted[0]:
@@ -88,6 +88,6 @@ class OrtRunner(Runner):
         try:
             outputs = self.session.run(None, {self.input_spec.name: batch})
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            first = first_line(exc)
             raise RuntimeBackendError(f"{self.backend} failed on {self.path}: {first}") from None
         return dict(zip(self.output_names, outputs, strict=True))
