@@ -3,6 +3,8 @@ and INT8 calibration (train split)."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -14,19 +16,27 @@ def run_images(
     card: ModelCard, split: str, n: int, data_dir: str | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` images (float32 NCHW, normalised) and labels of ``split`` ("test" or "train")."""
-    from abrl_deploy.training.data import load_dataset
-
     cfg = card.config
-    try:
-        splits = load_dataset(
-            card.dataset, data_dir or cfg.get("data_dir"),
-            val_fraction=cfg.get("val_fraction", 0.1),
-            seed=card.seed or 0, image_size=card.input_size, limit=cfg.get("limit"),
-        )  # fmt: skip
-    except DatasetError as exc:
-        raise DatasetError(f"{exc} (export reads the run's dataset; pass --data-dir)") from None
+    splits = _run_splits(
+        card.dataset, data_dir or cfg.get("data_dir"), cfg.get("val_fraction", 0.1),
+        card.seed or 0, card.input_size, cfg.get("limit"),
+    )  # fmt: skip
     dataset = splits.test if split == "test" else splits.train_eval
     g = torch.Generator().manual_seed(0)
     order = torch.randperm(len(dataset), generator=g)[:n].tolist()
     xs, ys = zip(*(dataset[i] for i in order), strict=True)
     return torch.stack(xs).numpy().astype(np.float32), np.asarray(ys)
+
+
+@functools.lru_cache(maxsize=1)
+def _run_splits(dataset, data_dir, val_fraction, seed, image_size, limit):
+    """The run's splits, loaded once per export (INT8 reads both the test and the train split)."""
+    from abrl_deploy.training.data import load_dataset
+
+    try:
+        return load_dataset(
+            dataset, data_dir, val_fraction=val_fraction, seed=seed,
+            image_size=image_size, limit=limit,
+        )  # fmt: skip
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} (export reads the run's dataset; pass --data-dir)") from None
