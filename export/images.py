@@ -39,4 +39,5 @@ def _run_splits(dataset, data_dir, val_fraction, seed, image_size, limit):
             image_size=image_size, limit=limit,
         )  # fmt: skip
     except DatasetError as exc:
-        raise DatasetError(f"{exc} (export reads the run's dataset; pass --data-dir)") from None
+        hint = "the model's dataset is read to check it; pass --data-dir"
+        raise DatasetError(f"{exc} ({hint})") from None

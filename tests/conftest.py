@@ -6,6 +6,8 @@ import importlib.util
 
 import pytest
 
+pytest_plugins = ["run_fixtures"]  # trained_run / run_dir, shared by export and bench tests
+
 
 def _has_cuda() -> bool:
     try:

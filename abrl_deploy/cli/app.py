@@ -59,6 +59,7 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-from . import export as _export  # noqa: E402,F401  (registers the commands)
+from . import bench as _bench  # noqa: E402,F401  (registers the commands)
+from . import export as _export  # noqa: E402,F401
 from . import info as _info  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401

@@ -4,6 +4,7 @@ ONNX Runtime otherwise falls back from CUDA to CPU without an error."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,9 +85,20 @@ class OrtRunner(Runner):
     def output_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.session.get_outputs())
 
-    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def describe(self) -> dict[str, Any]:
+        options = self.session.get_session_options()
+        return {
+            "backend": self.backend,
+            "providers_in_use": self.providers_in_use,
+            "intra_op_threads": options.intra_op_num_threads or "onnxruntime default",
+        }
+
+    def stage_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.input_spec.name: np.ascontiguousarray(batch)}
+
+    def infer_impl(self, staged: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
-            outputs = self.session.run(None, {self.input_spec.name: batch})
+            outputs = self.session.run(None, staged)
         except Exception as exc:
             first = first_line(exc)
             raise RuntimeBackendError(f"{self.backend} failed on {self.path}: {first}") from None

@@ -1,5 +1,5 @@
-"""One small trained run on digits (~75% top-1, ~15 s), shared by the export tests: INT8's
-agreement is only meaningful on a model whose logits are not near-ties."""
+"""One small trained run on digits (~75% top-1, ~15 s), shared by the export and bench tests:
+INT8's agreement is only meaningful on a model whose logits are not near-ties."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import shutil
 
 import pytest
 
-from abrl_deploy.training import TrainConfig, train
-
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
+    from abrl_deploy.training import TrainConfig, train
+
     out = tmp_path_factory.mktemp("runs") / "digits"
     cfg = TrainConfig(method="finetune", epochs=5, batch_size=32, limit=800, image_size=16,
                       lr=0.05, device="cpu")  # fmt: skip

@@ -1,0 +1,227 @@
+"""``run_bench``: latency and accuracy of every model on every backend, and the verdict on the
+claimed latency reduction against a baseline. Returns the report as plain JSON-able data."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from abrl_deploy import __version__
+from abrl_deploy.errors import ConfigError, RuntimeBackendError
+from abrl_deploy.runtime.backends import BACKENDS, make_runner, unavailable_reason
+
+from .accuracy import accuracy, agreement, predict_all
+from .environment import environment
+from .images import eval_images, timing_batch, to_layout
+from .models import ModelSource, resolve_model
+from .protocol import Timing, first_call, measure_interleaved, open_timed
+from .spec import BenchSpec
+from .stats import PERCENTILE_ESTIMATOR, STATISTICS, latency_stats, ratio_ci, verdict
+
+SCHEMA = "abrl.bench"
+SCHEMA_VERSION = 1
+Progress = Callable[[str, float | None], None]  # (what is happening, fraction done or None)
+
+
+def _quiet(message: str, fraction: float | None) -> None:
+    pass
+
+
+def run_bench(spec: BenchSpec, progress: Progress = _quiet) -> dict[str, Any]:
+    sources = _sources(spec)
+    baseline = sources[-1].label if spec.baseline is not None else None
+    plan, skipped = _plan(spec, sources)
+    with tempfile.TemporaryDirectory(prefix="abrl-bench-") as tmp:
+        sources = [_ensure_onnx(s, Path(tmp), plan, spec, progress) for s in sources]
+        progress("reading the test images", None)
+        data = {s.label: eval_images(s.card, spec.data_dir, spec.limit) for s in sources}
+        results = []
+        for backend in [b for b in BACKENDS if b in plan]:
+            results += _bench_backend(backend, plan[backend], sources, data, spec, progress)
+    _add_agreement(results, sources, data, spec, progress)
+    comparisons = _comparisons(results, baseline, spec) if baseline else []
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "abrl_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "environment": environment(),
+        "protocol": {**spec.protocol.to_dict(), "batch": spec.batch, "threads": spec.threads,
+                     "torch_compile": spec.compile, "percentile_estimator": PERCENTILE_ESTIMATOR},
+        "claim": {"reduction": spec.claim, "baseline": baseline, "confidence": spec.confidence,
+                  "rule": "ratio CI [lo, hi] of latency(model)/latency(baseline): SUPPORTED if "
+                          "hi <= 1 - claim, REFUTED if lo > 1 - claim, else INCONCLUSIVE"},
+        "models": [s.to_dict() for s in sources],
+        "backends": {"measured": [b for b in BACKENDS if b in plan], "skipped": skipped},
+        "results": results,
+        "comparisons": comparisons,
+        "warnings": [w for r in results for w in r["warnings"]],
+    }  # fmt: skip
+
+
+def _sources(spec: BenchSpec) -> list[ModelSource]:
+    """The models, then the baseline last; labels made unique."""
+    paths = [p for p in spec.models if spec.baseline is None or Path(p) != Path(spec.baseline)]
+    if spec.baseline is not None:
+        if not paths:
+            raise ConfigError("--baseline is the only MODEL; give another model to compare with")
+        paths.append(spec.baseline)
+    sources = [resolve_model(p, spec.facts) for p in paths]
+    labels = [s.label for s in sources]
+    if len(set(labels)) != len(labels):
+        sources = [dataclasses.replace(s, label=str(s.path)) for s in sources]
+    return sources
+
+
+def _plan(spec: BenchSpec, sources: list[ModelSource]):
+    """backend -> the labels it runs; and the skipped (backend, model, reason) rows.
+
+    A backend named with --backend that cannot run is an error; by default it is skipped.
+    """
+    asked = spec.backends is not None
+    plan: dict[str, list[str]] = {}
+    skipped = []
+    for backend in spec.backends or BACKENDS:
+        reason = unavailable_reason(backend)
+        if reason is not None:
+            if asked:
+                raise RuntimeBackendError(f"backend {backend} cannot run here: {reason}")
+            skipped.append({"backend": backend, "model": None, "reason": reason})
+            continue
+        labels = []
+        for s in sources:
+            runnable = s.artifact_for(backend) is not None or (
+                s.needs_export and backend.startswith("ort-")
+            )
+            if runnable:
+                labels.append(s.label)
+            elif asked:
+                raise ConfigError(f"backend {backend}: {s.missing_reason(backend)}")
+            else:
+                skipped.append({"backend": backend, "model": s.label,
+                                "reason": s.missing_reason(backend)})  # fmt: skip
+        if labels:
+            plan[backend] = labels
+    if not plan:
+        raise RuntimeBackendError(
+            "no backend can run these models here: "
+            + "; ".join(f"{r['backend']}: {r['reason']}" for r in skipped)
+        )
+    return plan, skipped
+
+
+def _ensure_onnx(source, tmp: Path, plan, spec: BenchSpec, progress: Progress) -> ModelSource:
+    """Export a run directory without model.onnx into ``tmp`` when an ONNX backend will run it."""
+    if not source.needs_export or not any(
+        b.startswith("ort-") and source.label in labels for b, labels in plan.items()
+    ):
+        return source
+    from abrl_deploy.export import ExportSpec, export
+
+    progress(f"{source.label}: no model.onnx, exporting one (not saved)", None)
+    out = tmp / f"{len(list(tmp.iterdir()))}-model.onnx"
+    export(ExportSpec(run_dir=source.path, out=out, data_dir=spec.data_dir))
+    return dataclasses.replace(source, artifacts={**source.artifacts, "onnx": out})
+
+
+def _bench_backend(backend, labels, sources, data, spec: BenchSpec, progress) -> list[dict]:
+    """Open every model's runner on ``backend``, score accuracy, then time them interleaved."""
+    by_label = {s.label: s for s in sources}
+    runners, staged, timings, logits = {}, {}, {}, {}
+    with contextlib.ExitStack() as stack:
+        for label in labels:
+            source = by_label[label]
+            progress(f"{backend}: loading {label}", None)
+            runner = make_runner(backend, source.artifact_for(backend), threads=spec.threads,
+                                 compile=spec.compile)  # fmt: skip
+            stack.callback(runner.close)
+            images = to_layout(data[label][0], source.card.layout)
+            batch = timing_batch(images, spec.batch)
+            load = open_timed(runner)
+            staged[label], first_ms = first_call(runner, _as_input(runner, batch, spec))
+            timings[label] = Timing(load_seconds=load, first_call_ms=first_ms)
+            runners[label] = runner
+            progress(f"{backend}: accuracy of {label} on {len(images)} test images", None)
+            logits[label] = predict_all(runner, images, spec.batch)
+
+        def tick(message: str, fraction: float) -> None:
+            progress(f"{backend}: timing {len(labels)} model(s), {message}", fraction)
+
+        measure_interleaved(runners, staged, timings, spec.protocol, tick)
+        described = {label: runners[label].describe() for label in labels}
+    return [_result(label, backend, timings[label], logits[label], data[label][1],
+                    described[label], spec) for label in labels]  # fmt: skip
+
+
+def _as_input(runner, batch: np.ndarray, spec: BenchSpec) -> np.ndarray:
+    shape = runner.input_spec.shape
+    if isinstance(shape[0], int) and shape[0] != spec.batch:
+        raise ConfigError(
+            f"the model's input has a fixed batch of {shape[0]}; run with --batch {shape[0]}"
+        )
+    return batch.astype(runner.input_spec.dtype, copy=False)
+
+
+def _result(label, backend, timing: Timing, logits, labels, runner_info, spec) -> dict[str, Any]:
+    stats = latency_stats(timing.samples_ms, spec.batch)
+    warnings = []
+    if stats.high_variation:
+        warnings.append(
+            f"{label} on {backend}: latency varies a lot (CV {stats.cv:.0%}); close other "
+            "programs, pin --threads, or raise --min-seconds"
+        )
+    device = latency_stats(np.asarray(timing.device_ms), spec.batch) if len(
+        timing.device_ms) > 1 else None  # fmt: skip
+    return {
+        "model": label, "backend": backend, "runner": runner_info,
+        "load_seconds": timing.load_seconds, "first_call_ms": timing.first_call_ms,
+        "latency": stats.to_dict(), "device_latency": device.to_dict() if device else None,
+        "samples_ms": timing.blocks.tolist(),
+        "accuracy": accuracy(logits, labels), "agreement": None,
+        "warnings": warnings, "_logits": logits,
+    }  # fmt: skip
+
+
+def _add_agreement(results, sources, data, spec: BenchSpec, progress: Progress) -> None:
+    """Compare each result's logits with PyTorch's on the same images (computed if torch did not
+    run as a backend); a model without a run directory is compared with its first backend."""
+    for source in sources:
+        rows = [r for r in results if r["model"] == source.label]
+        if not rows:
+            continue
+        ref_row = next((r for r in rows if r["backend"] == "torch"), None)
+        reference, ref_name = (ref_row["_logits"], "torch") if ref_row else (None, None)
+        if reference is None and "run" in source.artifacts and unavailable_reason("torch") is None:
+            progress(f"{source.label}: PyTorch reference logits", None)
+            with make_runner("torch", source.artifacts["run"], threads=spec.threads) as runner:
+                reference = predict_all(runner, data[source.label][0], spec.batch)
+            ref_name = "torch"
+        if reference is None:
+            reference, ref_name = rows[0]["_logits"], rows[0]["backend"]
+        for r in rows:
+            r["agreement"] = {"reference": ref_name, **agreement(r["_logits"], reference)}
+    for r in results:
+        del r["_logits"]
+
+
+def _comparisons(results, baseline: str, spec: BenchSpec) -> list[dict[str, Any]]:
+    base = {r["backend"]: r for r in results if r["model"] == baseline}
+    rows = []
+    for r in results:
+        b = base.get(r["backend"])
+        if r["model"] == baseline or b is None:
+            continue
+        for statistic in STATISTICS:
+            ci = ratio_ci(np.asarray(r["samples_ms"]), np.asarray(b["samples_ms"]), statistic,
+                          confidence=spec.confidence)  # fmt: skip
+            rows.append({
+                "model": r["model"], "baseline": baseline, "backend": r["backend"],
+                **ci.to_dict(), "reduction": 1 - ci.ratio, "threshold": 1 - spec.claim,
+                "verdict": verdict(ci.low, ci.high, spec.claim),
+            })  # fmt: skip
+    return rows

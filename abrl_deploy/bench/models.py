@@ -1,0 +1,162 @@
+"""What ``abrl bench`` is given: a run directory, an ONNX file (ours with a card, or a third-party
+classifier described by flags), or a TensorRT engine with its sidecar — resolved to one record
+that knows which artifact serves which backend and which facts were assumed rather than read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from abrl_deploy.card import ModelCard
+from abrl_deploy.errors import ConfigError
+from abrl_deploy.inspect import describe
+from abrl_deploy.runtime.backends import ARTIFACT
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What a card would say, given on the command line for a model without one."""
+
+    input_size: int | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    layout: str | None = None  # "NCHW" or "NHWC"
+    dataset: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    label: str
+    path: Path
+    kind: str  # "run", "onnx" or "engine"
+    card: ModelCard
+    artifacts: dict[str, Path]  # "run" / "onnx" / "engine" -> path, for each that exists
+    assumed: dict[str, str] = field(default_factory=dict)  # fact -> where it came from
+    needs_export: bool = False  # a run directory without model.onnx: exported on the fly
+
+    def artifact_for(self, backend: str) -> Path | None:
+        return self.artifacts.get(ARTIFACT[backend])
+
+    def missing_reason(self, backend: str) -> str:
+        need = ARTIFACT[backend]
+        hint = {
+            "run": "the PyTorch backend needs the run directory written by abrl train",
+            "onnx": "needs an ONNX file: abrl export RUN_DIR",
+            "engine": "needs a TensorRT engine: abrl export RUN_DIR --format trt",
+        }[need]
+        return f"{self.label}: {hint}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label, "path": str(self.path), "kind": self.kind,
+            "method": self.card.method, "backbone": self.card.backbone,
+            "dataset": self.card.dataset, "num_classes": self.card.num_classes,
+            "input_size": self.card.input_size, "layout": self.card.layout,
+            "mean": list(self.card.mean), "std": list(self.card.std),
+            "precision": self.card.export.get("precision", "fp32" if self.kind == "run" else None),
+            "card": "flags" if self.assumed else "embedded",
+            "assumed": self.assumed,
+            "artifacts": {k: str(v) for k, v in self.artifacts.items()},
+            "exported_on_the_fly": self.needs_export,
+        }  # fmt: skip
+
+
+def resolve_model(path: str | Path, facts: ModelFacts) -> ModelSource:
+    """Read ``path`` (run dir, .onnx or .engine) into a ModelSource; AbrlError if it is none."""
+    path = Path(path)
+    info = describe(path)
+    if info["kind"] == "run":
+        card = ModelCard.from_dict(info["card"])
+        onnx = path / "model.onnx"
+        artifacts = {"run": path}
+        if onnx.is_file():
+            artifacts["onnx"] = onnx
+        if (path / "model.engine").is_file() and (path / "model.engine.json").is_file():
+            artifacts["engine"] = path / "model.engine"
+        return ModelSource(path.name, path, "run", _with_dataset(card, facts), artifacts,
+                           needs_export=not onnx.is_file())  # fmt: skip
+    if info["kind"] == "tensorrt":
+        engine = Path(info["path"])
+        card = ModelCard.from_dict(info["card"])
+        artifacts = {"engine": engine, **_beside_run(engine, card)}
+        return ModelSource(_label(engine), engine, "engine", _with_dataset(card, facts), artifacts)
+    artifacts = {"onnx": path}
+    if info["card"] is not None:
+        card = ModelCard.from_dict(info["card"])
+        artifacts.update(_beside_run(path, card))
+        return ModelSource(_label(path), path, "onnx", _with_dataset(card, facts), artifacts)
+    card, assumed = _card_from_facts(path, info, facts)
+    return ModelSource(_label(path), path, "onnx", card, artifacts, assumed)
+
+
+def _label(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
+def _with_dataset(card: ModelCard, facts: ModelFacts) -> ModelCard:
+    if facts.dataset and facts.dataset != card.dataset:
+        raise ConfigError(
+            f"--dataset {facts.dataset}: the model's card says it was trained on {card.dataset}; "
+            "drop --dataset (it is for models without a card)"
+        )
+    return card
+
+
+def _beside_run(artifact: Path, card: ModelCard) -> dict[str, Path]:
+    """The run directory an artifact was exported into, if its weights are the card's."""
+    run = artifact.parent
+    try:
+        run_card = ModelCard.load(run / "card.json")
+    except Exception:
+        return {}
+    same = card.checkpoint_sha256 and run_card.checkpoint_sha256 == card.checkpoint_sha256
+    return {"run": run} if same and (run / "model.safetensors").is_file() else {}
+
+
+def _card_from_facts(path: Path, info: dict[str, Any], facts: ModelFacts):
+    """A card for a third-party ONNX classifier: flags first, then the graph's static shapes."""
+    if len(info["inputs"]) != 1:
+        names = [i["name"] for i in info["inputs"]]
+        raise ConfigError(f"{path} has inputs {names}; abrl bench needs one image input")
+    shape = info["inputs"][0]["shape"]
+    assumed: dict[str, str] = {}
+    problems = []
+    if len(shape) != 4:
+        raise ConfigError(f"{path}: input shape {shape} is not 4-D (N,C,H,W or N,H,W,C)")
+    layout = facts.layout
+    if layout:
+        assumed["layout"] = "--layout"
+    elif shape[1] == 3 and shape[3] != 3:
+        layout, assumed["layout"] = "NCHW", "the graph input shape"
+    elif shape[3] == 3 and shape[1] != 3:
+        layout, assumed["layout"] = "NHWC", "the graph input shape"
+    else:
+        problems.append("--layout nchw|nhwc (the input shape does not tell)")
+    size = facts.input_size
+    spatial = (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+    if size:
+        assumed["input_size"] = "--input-size"
+    elif layout and all(isinstance(d, int) for d in spatial) and spatial[0] == spatial[1]:
+        size, assumed["input_size"] = spatial[0], "the graph input shape"
+    else:
+        problems.append("--input-size N (the input's height/width are not fixed)")
+    if facts.mean is None or facts.std is None:
+        problems.append("--mean R,G,B and --std R,G,B (no model file records its normalisation)")
+    else:
+        assumed["mean"] = assumed["std"] = "--mean/--std"
+    dataset = facts.dataset or "digits"
+    assumed["dataset"] = "--dataset" if facts.dataset else "the default (digits)"
+    if problems:
+        raise ConfigError(f"{path} has no abrl model card; give " + ", ".join(problems))
+    out_shape = info["outputs"][0]["shape"]
+    classes = out_shape[-1] if out_shape and isinstance(out_shape[-1], int) else None
+    if classes is None:
+        raise ConfigError(f"{path}: output shape {out_shape} has no fixed class axis")
+    card = ModelCard(
+        method="third-party", backbone="unknown", num_classes=classes,
+        class_names=tuple(str(i) for i in range(classes)), input_size=size,
+        mean=facts.mean, std=facts.std, layout=layout, dataset=dataset,
+    )  # fmt: skip
+    assumed["num_classes"] = "the graph output shape"
+    return card, assumed

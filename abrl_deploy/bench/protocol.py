@@ -1,0 +1,125 @@
+"""One timing protocol for every backend.
+
+Per runner: open (timed apart as ``load_seconds``), stage the input (untimed), one first call
+(timed apart: lazy initialisation and engine builds land here), then warm-up. The runners of one
+backend are then timed together in interleaved blocks — ``block`` calls of each model per round,
+the order reversed every other round — so that drift on a noisy machine hits every model alike,
+until each has ``min_iters`` calls and ``min_seconds`` of measured time. One sample is
+``time.perf_counter_ns`` around one ``run_staged`` call: host input in, host outputs out,
+synchronised.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from abrl_deploy.errors import ConfigError
+from abrl_deploy.runtime.base import Runner
+
+TIMER = "time.perf_counter_ns around one call: host input to host outputs, synchronised"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    warmup: int = 10
+    min_iters: int = 50
+    min_seconds: float = 5.0
+    block: int = 5  # calls of one model before switching to the next
+    min_blocks: int = 10  # the bootstrap resamples blocks; fewer gives a meaningless interval
+
+    def __post_init__(self) -> None:
+        p = []
+        if self.warmup < 0:
+            p.append(f"--warmup {self.warmup} is negative")
+        if self.min_iters < 2:
+            p.append(f"--min-iters {self.min_iters}: need at least 2 calls for a spread")
+        if self.min_seconds < 0:
+            p.append(f"--min-seconds {self.min_seconds} is negative")
+        if self.block < 1 or self.min_blocks < 3:
+            p.append(f"--block {self.block} must be >= 1 (and min_blocks >= 3)")
+        if p:
+            raise ConfigError("invalid timing protocol: " + "; ".join(p))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "warmup": self.warmup, "min_iters": self.min_iters, "min_seconds": self.min_seconds,
+            "block": self.block, "min_blocks": self.min_blocks, "timer": TIMER,
+            "schedule": "interleaved blocks per backend, order reversed every other round",
+        }  # fmt: skip
+
+
+@dataclass
+class Timing:
+    """What one runner measured; ``blocks`` is (rounds, block) in milliseconds."""
+
+    load_seconds: float
+    first_call_ms: float
+    blocks: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    device_ms: list[float] = field(default_factory=list)
+
+    @property
+    def samples_ms(self) -> np.ndarray:
+        return self.blocks.ravel()
+
+
+Progress = Callable[[str, float], None]  # (message, fraction done)
+
+
+def open_timed(runner: Runner) -> float:
+    """Open ``runner``; seconds taken (session creation, engine deserialisation, model load)."""
+    t0 = time.perf_counter()
+    runner.open()
+    return time.perf_counter() - t0
+
+
+def first_call(runner: Runner, batch: np.ndarray) -> tuple[Any, float]:
+    """Stage ``batch`` (untimed) and time the first call apart from the samples: lazy
+    initialisation, ``torch.compile`` and the TensorRT EP's engine build land here."""
+    staged = runner.stage(batch)
+    t0 = time.perf_counter_ns()
+    runner.run_staged(staged)
+    return staged, (time.perf_counter_ns() - t0) / 1e6
+
+
+def measure_interleaved(
+    runners: dict[str, Runner],
+    staged: dict[str, Any],
+    timings: dict[str, Timing],
+    protocol: Protocol,
+    progress: Progress | None = None,
+) -> None:
+    """Warm up, then time every open runner in interleaved blocks; fills ``timings[label]``."""
+    labels = list(runners)
+    for label in labels:
+        for _ in range(protocol.warmup):
+            runners[label].run_staged(staged[label])
+    rounds: dict[str, list[list[float]]] = {label: [] for label in labels}
+    spent = dict.fromkeys(labels, 0.0)
+    min_rounds = max(protocol.min_blocks, math.ceil(protocol.min_iters / protocol.block))
+    done_rounds = 0
+    while done_rounds < min_rounds or min(spent.values()) < protocol.min_seconds:
+        order = labels if done_rounds % 2 == 0 else labels[::-1]
+        for label in order:
+            runner, x, block = runners[label], staged[label], []
+            for _ in range(protocol.block):
+                t0 = time.perf_counter_ns()
+                runner.run_staged(x)
+                block.append((time.perf_counter_ns() - t0) / 1e6)
+                device = getattr(runner, "last_device_ms", None)
+                if device is not None:
+                    timings[label].device_ms.append(device)
+            rounds[label].append(block)
+            spent[label] += sum(block) / 1000
+        done_rounds += 1
+        if progress is not None:
+            by_rounds = done_rounds / min_rounds
+            by_time = min(spent.values()) / protocol.min_seconds if protocol.min_seconds else 1
+            progress(f"{done_rounds} rounds", min(1.0, min(by_rounds, by_time)))
+    for label in labels:
+        timings[label].blocks = np.asarray(rounds[label], dtype=np.float64)

@@ -1,0 +1,176 @@
+"""``abrl bench``: latency and accuracy across backends; a verdict on the claimed reduction."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from abrl_deploy.errors import ConfigError
+
+from .app import app, handle_errors
+
+VERDICT_STYLE = {"SUPPORTED": "bold green", "REFUTED": "bold red", "INCONCLUSIVE": "bold yellow"}
+
+
+class Layout(str, Enum):
+    nchw = "nchw"
+    nhwc = "nhwc"
+
+
+def _floats3(text: str | None, flag: str) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise ConfigError(f"{flag} {text!r}: expected three comma-separated numbers (R,G,B)")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+@handle_errors
+def bench(
+    models: Annotated[
+        list[Path], typer.Argument(help="Run directories, .onnx files or .engine files.")
+    ],
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Compare every MODEL with this one.")
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="Comma-separated: torch,torch-cuda,ort-cpu,ort-cuda,"
+            "ort-trt,trt [default: every one that can run here].",
+        ),
+    ] = None,  # fmt: skip
+    batch: Annotated[int, typer.Option("--batch", help="Batch size timed.")] = 64,
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls per model.")] = 10,
+    min_iters: Annotated[int, typer.Option("--min-iters", help="Timed calls per model.")] = 50,
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", help="Timed seconds per model.")
+    ] = 5.0,
+    block: Annotated[int, typer.Option("--block", help="Calls per interleaved block.")] = 5,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads for torch and ONNX Runtime.")
+    ] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the PyTorch backends.")
+    ] = False,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Test images for a model without a card.")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the dataset is, if not embedded.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Test images for accuracy [default: all].")
+    ] = None,
+    input_size: Annotated[
+        int | None, typer.Option("--input-size", help="No card: square input size.")
+    ] = None,
+    mean: Annotated[str | None, typer.Option("--mean", help="No card: R,G,B mean.")] = None,
+    std: Annotated[str | None, typer.Option("--std", help="No card: R,G,B std.")] = None,
+    layout: Annotated[
+        Layout | None, typer.Option("--layout", help="No card: nchw or nhwc.")
+    ] = None,
+    claim: Annotated[
+        float, typer.Option("--claim", help="Claimed latency reduction vs --baseline.")
+    ] = 0.15,
+    report: Annotated[Path | None, typer.Option("--report", help="Write JSON here.")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a Markdown summary here.")
+    ] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG figure here.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite report files.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Time and score models on every backend with one protocol; test the claimed reduction."""
+    from abrl_deploy.bench import BenchSpec, ModelFacts, Protocol, run_bench
+    from abrl_deploy.bench.report import refuse_overwrite, write_json, write_markdown
+
+    refuse_overwrite([report, markdown, plot], force)
+    spec = BenchSpec(
+        models=tuple(models), baseline=baseline,
+        backends=tuple(b.strip() for b in backend.split(",") if b.strip()) if backend else None,
+        batch=batch, protocol=Protocol(warmup, min_iters, min_seconds, block), threads=threads,
+        compile=compile, data_dir=str(data_dir) if data_dir else None, limit=limit, claim=claim,
+        facts=ModelFacts(input_size=input_size, mean=_floats3(mean, "--mean"),
+                         std=_floats3(std, "--std"),
+                         layout=layout.value.upper() if layout else None, dataset=dataset),
+    )  # fmt: skip
+    console = Console()
+    result = _run_with_progress(run_bench, spec, quiet)
+    _print(console, result)
+    for path, write in ((report, write_json), (markdown, write_markdown)):
+        if path is not None:
+            write(result, path)
+            console.print(f"wrote {path}", highlight=False)
+    if plot is not None:
+        from abrl_deploy.bench.plot import write_plot
+
+        write_plot(result, plot)
+        console.print(f"wrote {plot}", highlight=False)
+
+
+def _run_with_progress(run_bench, spec, quiet: bool):
+    if quiet:
+        return run_bench(spec)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(message: str, fraction: float | None) -> None:
+            total = None if fraction is None else 1.0
+            bar.update(task, description=message, total=total, completed=fraction or 0)
+
+        return run_bench(spec, progress)
+
+
+def _print(console: Console, r: dict) -> None:
+    env = r["environment"]
+    table = Table(
+        title=f"abrl bench · batch {r['protocol']['batch']} · {escape(env['cpu'])}",
+        caption="flips: top-1 changes against the reference backend in brackets",
+    )
+    for col in ("model", "backend"):
+        table.add_column(col, no_wrap=True)
+    for col in ("p50 ms", "p90 ms", "CV", "img/s", "top-1 %", "flips"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for x in r["results"]:
+        lat, agr = x["latency"], x["agreement"]
+        table.add_row(
+            escape(x["model"]), x["backend"], f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
+            f"{lat['cv']:.1%}", f"{lat['throughput_ips']:.0f}", f"{x['accuracy']['top1']:.2f}",
+            f"{agr['top1_flip_rate']:.2%} ({agr['reference']})",
+        )  # fmt: skip
+    console.print(table)
+    for s in r["backends"]["skipped"]:
+        which = f" ({s['model']})" if s["model"] else ""
+        console.print(escape(f"skipped {s['backend']}{which}: {s['reason']}"), highlight=False)
+    if r["comparisons"]:
+        c0 = r["claim"]
+        verdicts = Table(title=f"claim: {c0['reduction']:.0%} lower latency than "
+                         f"{escape(c0['baseline'])} ({c0['confidence']:.0%} bootstrap CI "
+                         "of the latency ratio)")  # fmt: skip
+        for col in ("model", "backend", "stat", "ratio", "CI", "reduction", "verdict"):
+            verdicts.add_column(col, no_wrap=True)
+        for c in r["comparisons"]:
+            verdicts.add_row(
+                escape(c["model"]), c["backend"], c["statistic"], f"{c['ratio']:.3f}",
+                f"[{c['low']:.3f}, {c['high']:.3f}]", f"{c['reduction']:+.1%}",
+                f"[{VERDICT_STYLE[c['verdict']]}]{c['verdict']}[/]",
+            )  # fmt: skip
+        console.print(verdicts)
+    for w in r["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)

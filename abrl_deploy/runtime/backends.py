@@ -1,0 +1,75 @@
+"""The backend names, what artifact each runs, whether it can run here, and its runner.
+
+Availability is asked without building anything, so ``abrl bench`` can list what it skips and why.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from abrl_deploy.errors import RuntimeBackendError
+
+from .base import Runner
+
+BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+# Which file each backend runs: a run directory, an ONNX file, or a TensorRT engine.
+ARTIFACT = {
+    "torch": "run", "torch-cuda": "run",
+    "ort-cpu": "onnx", "ort-cuda": "onnx", "ort-trt": "onnx",
+    "trt": "engine",
+}  # fmt: skip
+
+
+def unavailable_reason(backend: str) -> str | None:
+    """Why ``backend`` cannot run on this machine, or None if it can."""
+    if backend not in BACKENDS:
+        raise RuntimeBackendError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
+    if backend.startswith("torch"):
+        if importlib.util.find_spec("torch") is None:
+            return "PyTorch is not installed (pip install 'abrl[train]')"
+        return None if backend == "torch" else _cuda_reason()
+    if backend.startswith("ort-"):
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed (pip install 'abrl[cpu]' or 'abrl[gpu]')"
+        import onnxruntime
+
+        from .onnxruntime import PROVIDERS
+
+        wanted = PROVIDERS[backend][0]
+        if wanted not in onnxruntime.get_available_providers():
+            return (
+                f"this onnxruntime has no {wanted} (pip install 'abrl[gpu]' on an NVIDIA machine)"
+            )
+        return None
+    if importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip install 'abrl[gpu]' on an NVIDIA machine)"
+    return _cuda_reason()
+
+
+def _cuda_reason() -> str | None:
+    if importlib.util.find_spec("torch") is None:
+        return "needs PyTorch with CUDA to find the GPU"
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA device is visible"
+
+
+def make_runner(
+    backend: str, path: str | Path, *, threads: int | None = None, compile: bool = False
+) -> Runner:
+    """The (unopened) runner of ``path`` on ``backend``."""
+    if ARTIFACT.get(backend) == "run":
+        from .pytorch import TorchRunner
+
+        device = "cuda" if backend == "torch-cuda" else "cpu"
+        return TorchRunner(path, device=device, compile=compile, threads=threads)
+    if ARTIFACT.get(backend) == "onnx":
+        from .onnxruntime import OrtRunner
+
+        return OrtRunner(path, backend, threads=threads)
+    if backend == "trt":
+        from .tensorrt import TrtRunner
+
+        return TrtRunner(path)
+    raise RuntimeBackendError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
