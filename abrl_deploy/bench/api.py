@@ -137,8 +137,9 @@ def _bench_backend(backend, labels, sources, data, spec: BenchSpec, progress) ->
         for label in labels:
             source = by_label[label]
             progress(f"{backend}: loading {label}", None)
+            # no spinning: idle ONNX Runtime threads of one model would slow the next one down
             runner = make_runner(backend, source.artifact_for(backend), threads=spec.threads,
-                                 compile=spec.compile)  # fmt: skip
+                                 compile=spec.compile, spinning=False)  # fmt: skip
             stack.callback(runner.close)
             images = to_layout(data[label][0], source.card.layout)
             batch = timing_batch(images, spec.batch)

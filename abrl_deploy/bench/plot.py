@@ -21,7 +21,7 @@ def write_plot(report: dict[str, Any], path: Path) -> None:
     names = [f"{r['model']}\n{r['backend']}" for r in results]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 0.6 * len(results) + 3))
     samples = [[x for block in r["samples_ms"] for x in block] for r in results]
-    left.boxplot(samples, vert=False, showfliers=True)
+    left.boxplot(samples, orientation="horizontal", showfliers=True)
     left.set_yticks(range(1, len(names) + 1), names, fontsize=8)
     left.set_xlabel(f"latency per call, ms (batch {report['protocol']['batch']})")
     left.set_title("latency distribution")

@@ -143,8 +143,8 @@ def _print(console: Console, r: dict) -> None:
         title=f"abrl bench · batch {r['protocol']['batch']} · {escape(env['cpu'])}",
         caption="flips: top-1 changes against the reference backend in brackets",
     )
-    for col in ("model", "backend"):
-        table.add_column(col, no_wrap=True)
+    table.add_column("model", overflow="fold")  # long paths wrap; numbers never do
+    table.add_column("backend", no_wrap=True)
     for col in ("p50 ms", "p90 ms", "CV", "img/s", "top-1 %", "flips"):
         table.add_column(col, justify="right", no_wrap=True)
     for x in r["results"]:
@@ -163,8 +163,9 @@ def _print(console: Console, r: dict) -> None:
         verdicts = Table(title=f"claim: {c0['reduction']:.0%} lower latency than "
                          f"{escape(c0['baseline'])} ({c0['confidence']:.0%} bootstrap CI "
                          "of the latency ratio)")  # fmt: skip
-        for col in ("model", "backend", "stat", "ratio", "CI", "reduction", "verdict"):
-            verdicts.add_column(col, no_wrap=True)
+        verdicts.add_column("model", overflow="fold")
+        for col in ("backend", "stat", "ratio", "CI", "reduction", "verdict"):
+            verdicts.add_column(col, no_wrap=True, min_width=12 if col == "verdict" else None)
         for c in r["comparisons"]:
             verdicts.add_row(
                 escape(c["model"]), c["backend"], c["statistic"], f"{c['ratio']:.3f}",

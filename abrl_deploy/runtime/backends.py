@@ -56,9 +56,14 @@ def _cuda_reason() -> str | None:
 
 
 def make_runner(
-    backend: str, path: str | Path, *, threads: int | None = None, compile: bool = False
+    backend: str,
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    compile: bool = False,
+    spinning: bool = True,
 ) -> Runner:
-    """The (unopened) runner of ``path`` on ``backend``."""
+    """The (unopened) runner of ``path`` on ``backend``; ``spinning`` is ONNX Runtime's."""
     if ARTIFACT.get(backend) == "run":
         from .pytorch import TorchRunner
 
@@ -67,7 +72,7 @@ def make_runner(
     if ARTIFACT.get(backend) == "onnx":
         from .onnxruntime import OrtRunner
 
-        return OrtRunner(path, backend, threads=threads)
+        return OrtRunner(path, backend, threads=threads, spinning=spinning)
     if backend == "trt":
         from .tensorrt import TrtRunner
 

@@ -37,11 +37,21 @@ def import_onnxruntime():
 class OrtRunner(Runner):
     """An ONNX model in an ``InferenceSession`` on the providers of ``backend``."""
 
-    def __init__(self, path: str | Path, backend: str = "ort-cpu", threads: int | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        backend: str = "ort-cpu",
+        threads: int | None = None,
+        spinning: bool = True,
+    ):
+        """``spinning=False`` stops idle intra-op threads from busy-waiting: with several
+        sessions in one process (an interleaved A/B bench) the spinning threads of one session
+        otherwise steal the CPU from the next (measured: p90 42 -> 72 ms on 2 cores)."""
         super().__init__()
         if backend not in PROVIDERS:
             raise RuntimeBackendError(f"unknown backend {backend!r}; known: {sorted(PROVIDERS)}")
         self.path, self.backend, self.threads = Path(path), backend, threads
+        self.spinning = spinning
         self.session = None
 
     def open_impl(self) -> None:
@@ -56,6 +66,9 @@ class OrtRunner(Runner):
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
+        if not self.spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=list(wanted))
         except Exception as exc:
@@ -91,6 +104,7 @@ class OrtRunner(Runner):
             "backend": self.backend,
             "providers_in_use": self.providers_in_use,
             "intra_op_threads": options.intra_op_num_threads or "onnxruntime default",
+            "thread_spinning": self.spinning,
         }
 
     def stage_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:

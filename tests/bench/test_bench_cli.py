@@ -1,0 +1,213 @@
+"""`abrl bench` end to end, in-process: run directories and their ONNX files on torch and ONNX
+Runtime, third-party ONNX models described by flags (NCHW and NHWC), the verdict on a wide twin,
+skipped backends, the JSON schema, and refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import jsonschema
+import pytest
+from onnx_models import write_cnn
+from typer.testing import CliRunner
+
+from abrl_deploy.bench.report import schema
+from abrl_deploy.card import ModelCard
+from abrl_deploy.cli import app
+
+runner = CliRunner()
+FAST = ["--warmup", "1", "--min-iters", "10", "--min-seconds", "0", "--block", "2", "--quiet"]
+DIGITS = ["--mean", "0.5,0.5,0.5", "--std", "0.25,0.25,0.25"]  # third-party flags
+
+
+def bench(*args: str):
+    return runner.invoke(app, ["bench", *FAST, *args])
+
+
+def load_report(path):
+    report = json.loads(path.read_text())
+    jsonschema.validate(report, schema())
+    return report
+
+
+@pytest.fixture(scope="module")
+def run_report(trained_run, tmp_path_factory):
+    """A run exported to ONNX vs a copy without ONNX (exported on the fly), on torch + ort-cpu."""
+    root = tmp_path_factory.mktemp("bench")
+    model, twin = root / "model", root / "twin"
+    shutil.copytree(trained_run, model)
+    shutil.copytree(trained_run, twin)
+    assert runner.invoke(app, ["export", str(model)]).exit_code == 0
+    out = root / "bench.json"
+    r = bench(str(model), "--baseline", str(twin), "--backend", "torch,ort-cpu", "--batch", "16",
+              "--report", str(out), "--markdown", str(root / "bench.md"),
+              "--plot", str(root / "bench.png"))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    return load_report(out), root, ModelCard.load(trained_run / "card.json")
+
+
+def test_run_dirs_on_torch_and_onnxruntime(run_report):
+    report, root, card = run_report
+    assert report["backends"]["measured"] == ["torch", "ort-cpu"]
+    assert [(r["model"], r["backend"]) for r in report["results"]] == [
+        ("model", "torch"), ("twin", "torch"), ("model", "ort-cpu"), ("twin", "ort-cpu")
+    ]  # fmt: skip
+    models = {m["label"]: m for m in report["models"]}
+    assert not models["model"]["exported_on_the_fly"] and models["twin"]["exported_on_the_fly"]
+    for r in report["results"]:
+        # the whole test split with the card's preprocessing: training's own evaluation
+        assert r["accuracy"]["images"] == card.data_splits["test"]
+        assert r["accuracy"]["top1"] == pytest.approx(card.metrics["test_top1"], abs=1e-6)
+        assert r["accuracy"]["top5"] == pytest.approx(card.metrics["test_top5"], abs=1e-6)
+        assert r["agreement"]["reference"] == "torch"
+        assert r["agreement"]["top1_flip_rate"] == 0 and r["agreement"]["max_abs_diff"] < 1e-3
+        assert r["latency"]["count"] >= 10 and len(r["samples_ms"]) >= 10
+        assert r["runner"]["backend"] == r["backend"]
+    ort = next(r for r in report["results"] if r["backend"] == "ort-cpu")
+    assert ort["runner"]["providers_in_use"] == ["CPUExecutionProvider"]
+
+
+def test_identical_models_are_never_found_15_percent_faster(run_report):
+    report = run_report[0]
+    rows = report["comparisons"]
+    assert {(c["backend"], c["statistic"]) for c in rows} == {
+        ("torch", "p50"), ("torch", "p90"), ("ort-cpu", "p50"), ("ort-cpu", "p90")
+    }  # fmt: skip
+    for c in rows:
+        assert c["model"] == "model" and c["baseline"] == "twin"
+        assert c["low"] <= c["ratio"] <= c["high"] and 0.6 < c["ratio"] < 1.6
+        assert c["verdict"] != "SUPPORTED"
+
+
+def test_markdown_and_plot_are_written(run_report):
+    report, root, _ = run_report
+    md = (root / "bench.md").read_text()
+    assert "| model | torch |" in md and "## Claim: 15% lower latency than twin" in md
+    assert (root / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_schema_rejects_a_broken_report(run_report):
+    report = json.loads(json.dumps(run_report[0]))
+    report["comparisons"][0]["verdict"] = "PROBABLY"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, schema())
+    del report["environment"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(report, schema())
+
+
+def test_existing_report_is_not_overwritten(run_report):
+    _, root, _ = run_report
+    before = (root / "bench.json").read_bytes()
+    r = bench(str(root / "model"), "--backend", "ort-cpu", "--report", str(root / "bench.json"))
+    assert r.exit_code == 2 and "--force" in r.output
+    assert (root / "bench.json").read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def third_party(tmp_path_factory):
+    root = tmp_path_factory.mktemp("third")
+    return {
+        "narrow": write_cnn(root / "narrow.onnx", width=8),
+        "wide": write_cnn(root / "wide.onnx", width=96),
+        "nhwc": write_cnn(root / "narrow_nhwc.onnx", width=8, layout="NHWC"),
+        "dynamic": write_cnn(root / "dynamic.onnx", width=8, size="S"),
+        "batch1": write_cnn(root / "batch1.onnx", width=8, batch=1),
+        "root": root,
+    }
+
+
+@pytest.mark.parametrize(
+    ("model", "baseline", "expected"),
+    [("narrow", "wide", "SUPPORTED"), ("wide", "narrow", "REFUTED")],
+)
+def test_a_much_wider_twin_gets_the_verdict_it_should(third_party, model, baseline, expected):
+    out = third_party["root"] / f"{model}-vs-{baseline}.json"
+    r = bench(str(third_party[model]), "--baseline", str(third_party[baseline]), *DIGITS,
+              "--backend", "ort-cpu", "--batch", "16", "--limit", "64",
+              "--report", str(out))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = load_report(out)
+    assert [c["verdict"] for c in report["comparisons"]] == [expected, expected]
+    assert expected in r.output
+
+
+def test_third_party_model_states_what_was_assumed(third_party):
+    out = third_party["root"] / "narrow.json"
+    r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "ort-cpu", "--batch", "8",
+              "--limit", "40", "--report", str(out))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = load_report(out)
+    (m,) = report["models"]
+    assert m["card"] == "flags" and m["layout"] == "NCHW" and m["input_size"] == 16
+    assert m["assumed"] == {
+        "layout": "the graph input shape", "input_size": "the graph input shape",
+        "mean": "--mean/--std", "std": "--mean/--std", "dataset": "the default (digits)",
+        "num_classes": "the graph output shape",
+    }  # fmt: skip
+    (res,) = report["results"]
+    assert res["accuracy"]["images"] == 40
+    assert res["agreement"]["reference"] == "ort-cpu"  # no run directory: no PyTorch reference
+    assert report["comparisons"] == []
+
+
+def test_nhwc_model_matches_its_nchw_twin(third_party):
+    """Same weights, NHWC input: the bench transposes the images, so scores are identical."""
+    reports = []
+    for name in ("narrow", "nhwc"):
+        out = third_party["root"] / f"layout-{name}.json"
+        r = bench(str(third_party[name]), *DIGITS, "--backend", "ort-cpu", "--batch", "8",
+                  "--limit", "40", "--report", str(out))  # fmt: skip
+        assert r.exit_code == 0, r.output
+        reports.append(load_report(out))
+    assert reports[1]["models"][0]["layout"] == "NHWC"
+    acc = [rep["results"][0]["accuracy"] for rep in reports]
+    assert acc[0] == acc[1]
+
+
+def test_third_party_model_without_flags_fails_clearly(third_party):
+    r = bench(str(third_party["narrow"]), "--backend", "ort-cpu")
+    assert r.exit_code == 2
+    assert "has no abrl model card" in r.output and "--mean R,G,B and --std R,G,B" in r.output
+    r = bench(str(third_party["dynamic"]), "--backend", "ort-cpu", *DIGITS)
+    assert r.exit_code == 2 and "--input-size N" in r.output
+    r = bench(str(third_party["dynamic"]), "--backend", "ort-cpu", *DIGITS, "--input-size", "16",
+              "--limit", "16", "--batch", "8")  # fmt: skip
+    assert r.exit_code == 0, r.output
+
+
+def test_fixed_batch_model_needs_its_batch(third_party):
+    r = bench(str(third_party["batch1"]), "--backend", "ort-cpu", *DIGITS, "--limit", "8")
+    assert r.exit_code == 2 and "fixed batch of 1; run with --batch 1" in r.output
+    r = bench(str(third_party["batch1"]), "--backend", "ort-cpu", *DIGITS, "--limit", "8",
+              "--batch", "1")  # fmt: skip
+    assert r.exit_code == 0, r.output
+
+
+def test_unavailable_backends_are_skipped_with_reasons_or_refused(third_party, monkeypatch):
+    import abrl_deploy.bench.api as api
+
+    def fake(backend):
+        return None if backend == "ort-cpu" else f"{backend} is not here (test)"
+
+    monkeypatch.setattr(api, "unavailable_reason", fake)
+    out = third_party["root"] / "skipped.json"
+    r = bench(str(third_party["narrow"]), *DIGITS, "--batch", "8", "--limit", "16",
+              "--report", str(out))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = load_report(out)
+    assert report["backends"]["measured"] == ["ort-cpu"]
+    skipped = {s["backend"]: s["reason"] for s in report["backends"]["skipped"]}
+    assert skipped == {b: f"{b} is not here (test)" for b in
+                       ("torch", "torch-cuda", "ort-cuda", "ort-trt", "trt")}  # fmt: skip
+    assert "skipped trt: trt is not here (test)" in r.output
+    r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "ort-cpu,trt")
+    assert r.exit_code == 2 and "backend trt cannot run here: trt is not here (test)" in r.output
+
+
+def test_backend_without_its_artifact_is_refused_when_asked(third_party):
+    r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "torch")
+    assert r.exit_code == 2 and "needs the run directory" in r.output
+    r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "cuda-magic")
+    assert r.exit_code == 2 and "unknown backend cuda-magic" in r.output
