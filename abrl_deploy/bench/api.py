@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from abrl_deploy import __version__
-from abrl_deploy.errors import ConfigError, RuntimeBackendError
+from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError
 from abrl_deploy.runtime.backends import BACKENDS, make_runner, unavailable_reason
 
 from .accuracy import accuracy, agreement, predict_all
@@ -44,7 +44,16 @@ def run_bench(spec: BenchSpec, progress: Progress = _quiet) -> dict[str, Any]:
         data = {s.label: eval_images(s.card, spec.data_dir, spec.limit) for s in sources}
         results = []
         for backend in [b for b in BACKENDS if b in plan]:
-            results += _bench_backend(backend, plan[backend], sources, data, spec, progress)
+            try:
+                results += _bench_backend(backend, plan[backend], sources, data, spec, progress)
+            except (RuntimeBackendError, DependencyError) as exc:
+                # e.g. onnxruntime-gpu lists CUDA on a machine without a GPU, then falls back
+                if spec.backends is not None:
+                    raise
+                skipped.append({"backend": backend, "model": None, "reason": str(exc)})
+        for backend in {r["backend"] for r in skipped} & set(plan):
+            if not any(r["backend"] == backend for r in results):
+                del plan[backend]
     _add_agreement(results, sources, data, spec, progress)
     comparisons = _comparisons(results, baseline, spec) if baseline else []
     return {
@@ -66,6 +75,9 @@ def run_bench(spec: BenchSpec, progress: Progress = _quiet) -> dict[str, Any]:
 
 def _sources(spec: BenchSpec) -> list[ModelSource]:
     """The models, then the baseline last; labels made unique."""
+    seen = [Path(p).resolve() for p in spec.models]
+    if len(set(seen)) != len(seen):
+        raise ConfigError("a MODEL is given twice; give each model once")
     paths = [p for p in spec.models if spec.baseline is None or Path(p) != Path(spec.baseline)]
     if spec.baseline is not None:
         if not paths:
@@ -75,6 +87,8 @@ def _sources(spec: BenchSpec) -> list[ModelSource]:
     labels = [s.label for s in sources]
     if len(set(labels)) != len(labels):
         sources = [dataclasses.replace(s, label=str(s.path)) for s in sources]
+    if len({s.label for s in sources}) != len(sources):
+        raise ConfigError("--baseline is also a MODEL under another path; give it once")
     return sources
 
 
@@ -160,12 +174,17 @@ def _bench_backend(backend, labels, sources, data, spec: BenchSpec, progress) ->
 
 
 def _as_input(runner, batch: np.ndarray, spec: BenchSpec) -> np.ndarray:
-    shape = runner.input_spec.shape
+    shape, dtype = runner.input_spec.shape, runner.input_spec.dtype
+    if dtype.kind != "f":
+        raise ConfigError(
+            f"the model's input is {dtype}; abrl bench feeds normalised float images, so it "
+            "benches float32/float16 inputs only"
+        )
     if isinstance(shape[0], int) and shape[0] != spec.batch:
         raise ConfigError(
             f"the model's input has a fixed batch of {shape[0]}; run with --batch {shape[0]}"
         )
-    return batch.astype(runner.input_spec.dtype, copy=False)
+    return batch.astype(dtype, copy=False)
 
 
 def _result(label, backend, timing: Timing, logits, labels, runner_info, spec) -> dict[str, Any]:

@@ -3,10 +3,12 @@ card says (the same tensors for every backend), and the timing batch taken from 
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 
 from abrl_deploy.card import ModelCard
-from abrl_deploy.errors import ConfigError
+from abrl_deploy.errors import ConfigError, DependencyError
 
 ALL = 10**9
 
@@ -19,6 +21,11 @@ def eval_images(
     The dataset loader normalises with the dataset's own statistics; a third-party model may want
     others, so the images are mapped back to [0, 1] pixels and normalised again as the card says.
     """
+    if importlib.util.find_spec("torch") is None:
+        raise DependencyError(
+            "abrl bench reads the test images with abrl's dataset loaders, which need PyTorch; "
+            "pip install 'abrl[train]'"
+        )
     from abrl_deploy.export.images import run_images
     from abrl_deploy.training.data import get_dataset_spec
 

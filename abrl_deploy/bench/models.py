@@ -58,7 +58,7 @@ class ModelSource:
             "card": "flags" if self.assumed else "embedded",
             "assumed": self.assumed,
             "artifacts": {k: str(v) for k, v in self.artifacts.items()},
-            "exported_on_the_fly": self.needs_export,
+            "exported_on_the_fly": self.needs_export and "onnx" in self.artifacts,
         }  # fmt: skip
 
 
@@ -95,12 +95,27 @@ def _label(path: Path) -> str:
 
 
 def _with_dataset(card: ModelCard, facts: ModelFacts) -> ModelCard:
-    if facts.dataset and facts.dataset != card.dataset:
+    """A model with a card: flags that contradict it are refused, not silently ignored (flags
+    that agree are fine, e.g. when a card-less model is benched beside it)."""
+    said = {"input_size": card.input_size, "mean": tuple(card.mean), "std": tuple(card.std),
+            "layout": card.layout, "dataset": card.dataset}  # fmt: skip
+    wrong = [f"--{name.replace('_', '-')} {given}" for name, given in vars(facts).items()
+             if given is not None and not _same(given, said[name])]  # fmt: skip
+    if wrong:
         raise ConfigError(
-            f"--dataset {facts.dataset}: the model's card says it was trained on {card.dataset}; "
-            "drop --dataset (it is for models without a card)"
+            f"{', '.join(wrong)} contradicts the model card of {card.method} ({card.dataset}, "
+            f"{card.input_size} px, mean {card.mean}, std {card.std}, {card.layout}); drop the "
+            "flag: it is for models without a card"
         )
     return card
+
+
+def _same(given, said) -> bool:
+    if isinstance(given, tuple):
+        return len(given) == len(said) and all(
+            abs(a - b) < 1e-6 for a, b in zip(given, said, strict=True)
+        )
+    return given == said
 
 
 def _beside_run(artifact: Path, card: ModelCard) -> dict[str, Path]:
@@ -125,6 +140,12 @@ def _card_from_facts(path: Path, info: dict[str, Any], facts: ModelFacts):
     if len(shape) != 4:
         raise ConfigError(f"{path}: input shape {shape} is not 4-D (N,C,H,W or N,H,W,C)")
     layout = facts.layout
+    channels = {"NCHW": shape[1], "NHWC": shape[3]}
+    if layout and isinstance(channels[layout], int) and channels[layout] != 3:
+        raise ConfigError(
+            f"--layout {layout.lower()}: {path} has input shape {shape}, whose channel axis for "
+            f"that layout is {channels[layout]}, not 3; try the other layout"
+        )
     if layout:
         assumed["layout"] = "--layout"
     elif shape[1] == 3 and shape[3] != 3:

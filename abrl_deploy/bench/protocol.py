@@ -4,9 +4,9 @@ Per runner: open (timed apart as ``load_seconds``), stage the input (untimed), o
 (timed apart: lazy initialisation and engine builds land here), then warm-up. The runners of one
 backend are then timed together in interleaved blocks — ``block`` calls of each model per round,
 the order reversed every other round — so that drift on a noisy machine hits every model alike,
-until each has ``min_iters`` calls and ``min_seconds`` of measured time. One sample is
-``time.perf_counter_ns`` around one ``run_staged`` call: host input in, host outputs out,
-synchronised.
+until each has ``min_iters`` calls and the slowest has ``min_seconds`` of measured time. One
+sample is ``time.perf_counter_ns`` around one ``run_staged`` call: host input in, host outputs
+out, synchronised.
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ def measure_interleaved(
     spent = dict.fromkeys(labels, 0.0)
     min_rounds = max(protocol.min_blocks, math.ceil(protocol.min_iters / protocol.block))
     done_rounds = 0
-    while done_rounds < min_rounds or min(spent.values()) < protocol.min_seconds:
+    # Every round runs each model equally often (the blocks stay paired), so the slowest model
+    # decides when min_seconds is reached; the fastest may have less measured time.
+    while done_rounds < min_rounds or max(spent.values()) < protocol.min_seconds:
         order = labels if done_rounds % 2 == 0 else labels[::-1]
         for label in order:
             runner, x, block = runners[label], staged[label], []
@@ -119,7 +121,7 @@ def measure_interleaved(
         done_rounds += 1
         if progress is not None:
             by_rounds = done_rounds / min_rounds
-            by_time = min(spent.values()) / protocol.min_seconds if protocol.min_seconds else 1
+            by_time = max(spent.values()) / protocol.min_seconds if protocol.min_seconds else 1
             progress(f"{done_rounds} rounds", min(1.0, min(by_rounds, by_time)))
     for label in labels:
         timings[label].blocks = np.asarray(rounds[label], dtype=np.float64)

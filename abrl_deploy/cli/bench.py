@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from abrl_deploy.errors import ConfigError
+from abrl_deploy.errors import ConfigError, DependencyError
 
 from .app import app, handle_errors
 
@@ -98,6 +99,9 @@ def bench(
     from abrl_deploy.bench.report import refuse_overwrite, write_json, write_markdown
 
     refuse_overwrite([report, markdown, plot], force)
+    # before minutes of timing, not after them
+    _require("scipy", "--baseline", baseline is not None)
+    _require("matplotlib", "--plot", plot is not None)
     spec = BenchSpec(
         models=tuple(models), baseline=baseline,
         backends=tuple(b.strip() for b in backend.split(",") if b.strip()) if backend else None,
@@ -119,6 +123,11 @@ def bench(
 
         write_plot(result, plot)
         console.print(f"wrote {plot}", highlight=False)
+
+
+def _require(module: str, flag: str, needed: bool) -> None:
+    if needed and importlib.util.find_spec(module) is None:
+        raise DependencyError(f"{flag} needs {module}; pip install 'abrl[bench]'")
 
 
 def _run_with_progress(run_bench, spec, quiet: bool):

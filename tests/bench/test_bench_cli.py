@@ -8,6 +8,7 @@ import json
 import shutil
 
 import jsonschema
+import numpy as np
 import pytest
 from onnx_models import write_cnn
 from typer.testing import CliRunner
@@ -211,3 +212,77 @@ def test_backend_without_its_artifact_is_refused_when_asked(third_party):
     assert r.exit_code == 2 and "needs the run directory" in r.output
     r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "cuda-magic")
     assert r.exit_code == 2 and "unknown backend cuda-magic" in r.output
+
+
+def test_nhwc_runner_gives_the_nchw_logits(third_party):
+    """The NHWC twin (same weights, a Transpose in front) fed to_layout(images) gives the NCHW
+    model's logits: a reshape in place of the transpose would not."""
+    from abrl_deploy.bench.images import to_layout
+    from abrl_deploy.runtime import OrtRunner
+
+    x = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    with OrtRunner(third_party["narrow"]) as a, OrtRunner(third_party["nhwc"]) as b:
+        want = a.infer(x)["scores"]
+        got = b.infer(to_layout(x, "NHWC"))["scores"]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(want).max() > 1e-3
+
+
+def test_third_party_mean_std_renormalise_the_same_pixels(trained_run):
+    """Images for a card with other mean/std are the same pixels, normalised the card's way."""
+    from abrl_deploy.bench.images import eval_images
+    from abrl_deploy.training.data import get_dataset_spec
+
+    card = ModelCard.load(trained_run / "card.json")
+    other = card.replace(mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    x, y = eval_images(card, None, 32)
+    x2, y2 = eval_images(other, None, 32)
+    ds = get_dataset_spec(card.dataset)
+    shape = (1, 3, 1, 1)
+    pixels = x * np.reshape(ds.std, shape) + np.reshape(ds.mean, shape)
+    pixels2 = x2 * np.reshape(other.std, shape) + np.reshape(other.mean, shape)
+    np.testing.assert_array_equal(y, y2)
+    np.testing.assert_allclose(pixels2, pixels, atol=1e-5)
+    assert not np.allclose(x, x2)
+
+
+def test_a_backend_that_fails_to_open_is_skipped_by_default(third_party, monkeypatch):
+    """onnxruntime-gpu lists CUDA without a GPU, then falls back: by default that backend is
+    skipped with the runner's reason; asked for by name, it is an error."""
+    import abrl_deploy.bench.api as api
+    from abrl_deploy.errors import RuntimeBackendError
+
+    real = api.make_runner
+
+    def flaky(backend, path, **kw):
+        runner = real("ort-cpu", path, **kw)
+        if backend == "ort-cuda":
+
+            def refuse():
+                raise RuntimeBackendError("ort-cuda: asked for CUDA but runs on CPU (test)")
+
+            runner.open_impl = refuse
+        return runner
+
+    monkeypatch.setattr(api, "make_runner", flaky)
+    here = ("ort-cpu", "ort-cuda")
+    monkeypatch.setattr(api, "unavailable_reason", lambda b: None if b in here else "absent")
+    out = third_party["root"] / "flaky.json"
+    r = bench(str(third_party["narrow"]), *DIGITS, "--batch", "8", "--limit", "16",
+              "--report", str(out))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = load_report(out)
+    assert report["backends"]["measured"] == ["ort-cpu"]
+    reason = "ort-cuda: asked for CUDA but runs on CPU (test)"
+    skipped = report["backends"]["skipped"]
+    assert {"backend": "ort-cuda", "model": None, "reason": reason} in skipped
+    r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "ort-cuda", "--limit", "16")
+    assert r.exit_code == 2 and "runs on CPU (test)" in r.output
+
+
+def test_flags_that_contradict_a_card_and_repeated_models_are_refused(run_report):
+    _, root, _ = run_report
+    r = bench(str(root / "model"), "--backend", "ort-cpu", "--mean", "0.1,0.1,0.1")
+    assert r.exit_code == 2 and "--mean (0.1, 0.1, 0.1) contradicts the model card" in r.output
+    r = bench(str(root / "model"), str(root / "model") + "/", "--backend", "ort-cpu")
+    assert r.exit_code == 2 and "given twice" in r.output

@@ -87,3 +87,16 @@ def test_ratio_ci_of_identical_blocks_falls_back_to_percentile():
 def test_ratio_ci_needs_paired_blocks():
     with pytest.raises(ValueError, match="paired"):
         ratio_ci(np.ones((5, 3)), np.ones((4, 3)))
+
+
+def test_ratio_ci_is_paired_over_blocks():
+    """Drift shared by the model's and the baseline's block of one round cancels in the ratio:
+    the interval stays narrow even though the latency moves 3x between rounds."""
+    rng = np.random.default_rng(0)
+    drift = rng.uniform(50, 150, size=(30, 1))
+    baseline = drift * (1 + rng.normal(0, 0.01, (30, 5)))
+    model = 0.8 * drift * (1 + rng.normal(0, 0.01, (30, 5)))
+    ci = ratio_ci(model, baseline, "p50")
+    assert ci.low < 0.8 < ci.high and ci.high - ci.low < 0.03
+    unpaired = ratio_ci(model, baseline[rng.permutation(30)], "p50")
+    assert unpaired.high - unpaired.low > 3 * (ci.high - ci.low)  # what pairing buys
