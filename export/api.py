@@ -19,7 +19,7 @@ from abrl_deploy.errors import ConfigError, ExportError
 from .images import run_images
 from .onnx import embed_card, run_ladder
 from .spec import ExportResult, ExportSpec
-from .validate import ValidationReport, validate_onnx
+from .validate import ValidationReport, validate_onnx, validate_runner
 
 
 def export(spec: ExportSpec) -> ExportResult:
@@ -40,6 +40,9 @@ def export(spec: ExportSpec) -> ExportResult:
     def check(path: Path, precision: str) -> ValidationReport:
         return validate_onnx(path, reference, images, labels, precision)
 
+    def check_runner(runner, precision: str) -> ValidationReport:
+        return validate_runner(runner, reference, images, labels, precision)
+
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".abrl-export-") as tmp:
         tmp_dir = Path(tmp)
@@ -55,7 +58,7 @@ def export(spec: ExportSpec) -> ExportResult:
             embed_card(path, card.replace(export=info), dst=target)
             return ExportResult(target, "onnx", spec.precision, exporter, report.metrics,
                                 time.perf_counter() - t0)  # fmt: skip
-        return _engine(spec, card, info, path, exporter, report, t0, tmp_dir)
+        return _engine(spec, card, info, path, exporter, report, t0, tmp_dir, check_runner)
 
 
 def _variant(spec: ExportSpec, card: ModelCard, fp32: Path, tmp_dir: Path, check):
@@ -78,9 +81,11 @@ def _variant(spec: ExportSpec, card: ModelCard, fp32: Path, tmp_dir: Path, check
     return out, report
 
 
-def _engine(spec, card, info, onnx_path, exporter, report, t0, tmp_dir) -> ExportResult:
-    """Build in the temporary folder, then move engine and sidecar into place. The engine's own
-    outputs are NOT compared with PyTorch yet (no TensorRT runner): only its ONNX source was."""
+def _engine(spec, card, info, onnx_path, exporter, report, t0, tmp_dir, check) -> ExportResult:
+    """Build in the temporary folder, run the engine itself through the same checks against
+    PyTorch, and only then move engine and sidecar into place."""
+    from abrl_deploy.runtime.tensorrt import TrtRunner
+
     from .tensorrt import build_engine
 
     engine_path, built = spec.engine_path, tmp_dir / "model.engine"
@@ -94,10 +99,14 @@ def _engine(spec, card, info, onnx_path, exporter, report, t0, tmp_dir) -> Expor
         "format": "trt", "tensorrt": res.tensorrt_version,
         "strongly_typed": res.strongly_typed, "build_seconds": res.build_seconds,
     }  # fmt: skip
-    info["engine_parity"] = "not checked: only the ONNX it was built from was verified"
+    with TrtRunner(built) as runner:
+        engine_report = check(runner, spec.precision)
+    if not engine_report.passed:
+        raise ExportError("TensorRT engine failed: " + "; ".join(engine_report.failures()))
+    info["engine_validation"] = engine_report.metrics
     atomic_write_text(_sidecar(engine_path), card.replace(export=info).to_json() + "\n")
     os.replace(built, engine_path)
-    return ExportResult(engine_path, "trt", spec.precision, exporter, report.metrics,
+    return ExportResult(engine_path, "trt", spec.precision, exporter, engine_report.metrics,
                         time.perf_counter() - t0, {"timing_cache": str(cache)})  # fmt: skip
 
 

@@ -1,5 +1,6 @@
-"""Parity and accuracy of an ONNX file against PyTorch on real images, through the runtime's
-ONNX Runtime runner. A failed tolerance is a failure, never a warning."""
+"""Parity and accuracy of an exported model against PyTorch on real images, through the runtime's
+runners (ONNX Runtime for ONNX files, TensorRT for engines). A failed tolerance is a failure, never
+a warning."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from abrl_deploy.runtime import OrtRunner
+from abrl_deploy.runtime import OrtRunner, Runner
 
 # Per precision: max |Δlogit| relative to the largest reference logit, min row cosine, min top-1
 # agreement, and the batch-consistency spread relative to the logit scale.
@@ -55,7 +56,7 @@ class ValidationReport:
         return [str(c) for c in self.checks if not c.passed]
 
 
-def _run(runner: OrtRunner, images: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
+def _run(runner: Runner, images: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
     parts = [runner.infer(images[i : i + batch]) for i in range(0, len(images), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
@@ -74,10 +75,21 @@ def validate_onnx(
     precision: str,
 ) -> ValidationReport:
     """Compare ``path`` in ONNX Runtime CPU with ``reference``, PyTorch's outputs on ``images``."""
-    tol = TOLERANCES[precision]
     with OrtRunner(path, "ort-cpu") as runner:
-        got = _run(runner, images)
-        consistency = _batch_consistency(runner, images)
+        return validate_runner(runner, reference, images, labels, precision)
+
+
+def validate_runner(
+    runner: Runner,
+    reference: dict[str, np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    precision: str,
+) -> ValidationReport:
+    """The same checks on any open runner (ONNX Runtime, or a TensorRT engine after its build)."""
+    tol = TOLERANCES[precision]
+    got = _run(runner, images)
+    consistency = _batch_consistency(runner, images)
     ref, out = reference["logits"], got["logits"]
     scale = max(1.0, float(np.abs(ref).max()))
     diff = np.abs(out.astype(np.float64) - ref)
@@ -121,7 +133,7 @@ def validate_onnx(
     return ValidationReport(tuple(checks), metrics)
 
 
-def _batch_consistency(runner: OrtRunner, images: np.ndarray) -> dict[str, float]:
+def _batch_consistency(runner: Runner, images: np.ndarray) -> dict[str, float]:
     """Identical rows must give identical rows; batch 1 must equal the same row of batch 64."""
     same = np.repeat(images[:1], 64, axis=0)
     rows = runner.infer(same)["logits"].astype(np.float64)

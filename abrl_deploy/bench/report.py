@@ -45,16 +45,17 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "## Latency and accuracy",
         "",
-        "| model | backend | p50 ms | p90 ms | p99 ms | CV | img/s | n | load s | first ms "
-        "| top-1 % | top-5 % | flips vs ref | max abs diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | backend | p50 ms | p90 ms | p95 ms | p99 ms | mean ms | std ms | CV | img/s "
+        "| n | load s | first ms | top-1 % | top-5 % | flips vs ref | max abs diff |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         lat, acc, agr = r["latency"], r["accuracy"], r["agreement"]
         top5 = "–" if acc["top5"] is None else f"{acc['top5']:.2f}"
         lines.append(
             f"| {r['model']} | {r['backend']} | {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} "
-            f"| {lat['p99_ms']:.2f} | {lat['cv']:.1%} | {lat['throughput_ips']:.0f} "
+            f"| {lat['p95_ms']:.2f} | {lat['p99_ms']:.2f} | {lat['mean_ms']:.2f} "
+            f"| {lat['std_ms']:.2f} | {lat['cv']:.1%} | {lat['throughput_ips']:.0f} "
             f"| {lat['count']} | {r['load_seconds']:.2f} | {r['first_call_ms']:.1f} "
             f"| {acc['top1']:.2f} | {top5} | {agr['top1_flip_rate']:.2%} ({agr['reference']}) "
             f"| {agr['max_abs_diff']:.1e} |"

