@@ -32,6 +32,13 @@ def load_report(path):
     return report
 
 
+def bench_ok(models, out, *args: str):
+    """Bench ``models`` (paths) writing ``out``; assert success, return (result, report)."""
+    r = bench(*map(str, models), "--report", str(out), *args)
+    assert r.exit_code == 0, r.output
+    return r, load_report(out)
+
+
 @pytest.fixture(scope="module")
 def run_report(trained_run, tmp_path_factory):
     """A run exported to ONNX vs a copy without ONNX (exported on the fly), on torch + ort-cpu."""
@@ -125,21 +132,16 @@ def third_party(tmp_path_factory):
 )
 def test_a_much_wider_twin_gets_the_verdict_it_should(third_party, model, baseline, expected):
     out = third_party["root"] / f"{model}-vs-{baseline}.json"
-    r = bench(str(third_party[model]), "--baseline", str(third_party[baseline]), *DIGITS,
-              "--backend", "ort-cpu", "--batch", "16", "--limit", "64",
-              "--report", str(out))  # fmt: skip
-    assert r.exit_code == 0, r.output
-    report = load_report(out)
+    args = ["--baseline", str(third_party[baseline]), "--backend", "ort-cpu", "--batch", "16"]
+    r, report = bench_ok([third_party[model]], out, *args, *DIGITS, "--limit", "64")
     assert [c["verdict"] for c in report["comparisons"]] == [expected, expected]
     assert expected in r.output
 
 
 def test_third_party_model_states_what_was_assumed(third_party):
     out = third_party["root"] / "narrow.json"
-    r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "ort-cpu", "--batch", "8",
-              "--limit", "40", "--report", str(out))  # fmt: skip
-    assert r.exit_code == 0, r.output
-    report = load_report(out)
+    _, report = bench_ok([third_party["narrow"]], out, *DIGITS, "--backend", "ort-cpu",
+                         "--batch", "8", "--limit", "40")  # fmt: skip
     (m,) = report["models"]
     assert m["card"] == "flags" and m["layout"] == "NCHW" and m["input_size"] == 16
     assert m["assumed"] == {
@@ -158,10 +160,9 @@ def test_nhwc_model_matches_its_nchw_twin(third_party):
     reports = []
     for name in ("narrow", "nhwc"):
         out = third_party["root"] / f"layout-{name}.json"
-        r = bench(str(third_party[name]), *DIGITS, "--backend", "ort-cpu", "--batch", "8",
-                  "--limit", "40", "--report", str(out))  # fmt: skip
-        assert r.exit_code == 0, r.output
-        reports.append(load_report(out))
+        _, report = bench_ok([third_party[name]], out, *DIGITS, "--backend", "ort-cpu",
+                             "--batch", "8", "--limit", "40")  # fmt: skip
+        reports.append(report)
     assert reports[1]["models"][0]["layout"] == "NHWC"
     acc = [rep["results"][0]["accuracy"] for rep in reports]
     assert acc[0] == acc[1]
@@ -194,10 +195,7 @@ def test_unavailable_backends_are_skipped_with_reasons_or_refused(third_party, m
 
     monkeypatch.setattr(api, "unavailable_reason", fake)
     out = third_party["root"] / "skipped.json"
-    r = bench(str(third_party["narrow"]), *DIGITS, "--batch", "8", "--limit", "16",
-              "--report", str(out))  # fmt: skip
-    assert r.exit_code == 0, r.output
-    report = load_report(out)
+    r, report = bench_ok([third_party["narrow"]], out, *DIGITS, "--batch", "8", "--limit", "16")
     assert report["backends"]["measured"] == ["ort-cpu"]
     skipped = {s["backend"]: s["reason"] for s in report["backends"]["skipped"]}
     assert skipped == {b: f"{b} is not here (test)" for b in
@@ -268,10 +266,7 @@ def test_a_backend_that_fails_to_open_is_skipped_by_default(third_party, monkeyp
     here = ("ort-cpu", "ort-cuda")
     monkeypatch.setattr(api, "unavailable_reason", lambda b: None if b in here else "absent")
     out = third_party["root"] / "flaky.json"
-    r = bench(str(third_party["narrow"]), *DIGITS, "--batch", "8", "--limit", "16",
-              "--report", str(out))  # fmt: skip
-    assert r.exit_code == 0, r.output
-    report = load_report(out)
+    _, report = bench_ok([third_party["narrow"]], out, *DIGITS, "--batch", "8", "--limit", "16")
     assert report["backends"]["measured"] == ["ort-cpu"]
     reason = "ort-cuda: asked for CUDA but runs on CPU (test)"
     skipped = report["backends"]["skipped"]
