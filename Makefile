@@ -5,14 +5,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNS ?= runs
 
-.PHONY: test demo lint format install clean
+# A second, small environment with only the runtime extra (no torch) proves the Predictor and
+# `abrl predict` work in a production image; pytest and onnx (to build test models) come along.
+RT_VENV := .venv-runtime
+RT_STAMP := $(RT_VENV)/.installed
+
+.PHONY: test test-runtime demo lint format install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Exact pins from constraints.txt; torch comes from this machine's local files (about 2 minutes).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,export,cpu,bench,test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,export,runtime,bench,test]'
+	touch $@
+
+$(RT_VENV)/bin/python:
+	$(PYTHON) -m venv $(RT_VENV)
+
+$(RT_STAMP): pyproject.toml constraints.txt | $(RT_VENV)/bin/python
+	$(RT_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[runtime]' pytest onnx
 	touch $@
 
 install: $(STAMP)
@@ -27,6 +39,11 @@ format: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q -m "not slow"
+	$(MAKE) test-runtime
+
+test-runtime: $(RT_STAMP)
+	$(RT_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is in $(RT_VENV)' if u.find_spec('torch') else 0)"
+	ABRL_EXPECT_NO_TORCH=1 $(RT_VENV)/bin/pytest -q -p no:cacheprovider tests/predictor tests/core
 
 # The main job on the embedded digits: train ABRL and the fine-tune baseline, export verified ONNX
 # files, then bench both at batch 64 on every backend that can run here, with the verdict on the
@@ -41,4 +58,4 @@ demo: $(STAMP)
 		--report $(RUNS)/demo-bench.json --markdown $(RUNS)/demo-bench.md --plot $(RUNS)/demo-bench.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(RT_VENV) .pytest_cache .ruff_cache

@@ -45,6 +45,13 @@ class ExportError(AbrlError):
     """An export failed a check; the message lists every failed check with its numbers."""
 
 
+class InputError(AbrlError):
+    """Images given to a model are not what it takes (rank, channels, dtype, values, files);
+    ``abrl serve`` answers it with a 4xx."""
+
+    exit_code = 2
+
+
 class RuntimeBackendError(AbrlError):
     """A backend cannot run here, or does not run where it was asked to (no silent fallback)."""
 

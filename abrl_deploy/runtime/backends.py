@@ -31,7 +31,7 @@ def unavailable_reason(backend: str) -> str | None:
         return None if backend == "torch" else _cuda_reason()
     if backend.startswith("ort-"):
         if importlib.util.find_spec("onnxruntime") is None:
-            return "onnxruntime is not installed (pip install 'abrl[cpu]' or 'abrl[gpu]')"
+            return "onnxruntime is not installed (pip install 'abrl[runtime]' or 'abrl[gpu]')"
         import onnxruntime
 
         from .onnxruntime import PROVIDERS

@@ -29,7 +29,7 @@ def import_onnxruntime():
         import onnxruntime
     except ImportError:
         raise DependencyError(
-            "onnxruntime is not installed; run pip install 'abrl[cpu]' (or 'abrl[gpu]' for CUDA)"
+            "onnxruntime is not installed; pip install 'abrl[runtime]' (or 'abrl[gpu]' for CUDA)"
         ) from None
     return onnxruntime
 
@@ -83,6 +83,11 @@ class OrtRunner(Runner):
 
     def close_impl(self) -> None:
         self.session = None
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model's ``metadata_props`` (where abrl export embeds the card)."""
+        return dict(self.session.get_modelmeta().custom_metadata_map)
 
     @property
     def providers_in_use(self) -> list[str]:

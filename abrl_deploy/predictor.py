@@ -1,0 +1,164 @@
+"""``Predictor``: an exported model and its card, for services. Torch-free.
+
+    from abrl_deploy import Predictor
+    with Predictor("runs/abrl/model.onnx") as p:
+        print(p.predict("cat.jpg", top_k=3))
+
+One runtime session serves every thread (ONNX Runtime's ``run`` is thread-safe; the TensorRT
+runner holds one execution context, so its calls are serialised with a lock).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from abrl_deploy.card import ModelCard
+from abrl_deploy.errors import ConfigError, RuntimeBackendError
+from abrl_deploy.preprocess import Preprocessor
+from abrl_deploy.runtime.backends import make_runner, unavailable_reason
+
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+AUTO_ORDER = ("ort-trt", "ort-cuda", "ort-cpu")  # the fastest that can run here
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top-k classes of one image, best first."""
+
+    labels: tuple[str, ...]
+    class_ids: tuple[int, ...]
+    probabilities: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"labels": list(self.labels), "class_ids": list(self.class_ids),
+                "probabilities": list(self.probabilities)}  # fmt: skip
+
+
+class Predictor:
+    """Load ``path`` (an exported ``.onnx`` with its embedded card, or a TensorRT ``.engine`` with
+    its ``.engine.json`` sidecar) on ``backend``; ``auto`` picks TensorRT EP, CUDA EP, then CPU."""
+
+    def __init__(
+        self, path: str | Path, backend: str = "auto", threads: int | None = None,
+        batch_size: int = 64,
+    ):  # fmt: skip
+        self.path = Path(path)
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend {backend!r} is unknown; valid: {', '.join(BACKENDS)}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size {batch_size} must be >= 1")
+        self.batch_size = batch_size
+        self._runner, self.backend, self.skipped = _open(self.path, backend, threads)
+        self.card = _card(self._runner, self.path)
+        self.preprocess = Preprocessor(self.card)
+        self._lock = threading.Lock() if self.backend == "trt" else None
+        self.outputs = self._runner.output_names
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._runner.close()
+
+    def describe(self) -> dict[str, Any]:
+        """Where the model runs (backend, providers in use) — for logs and ``GET /v1/model``."""
+        return {"path": str(self.path), **self._runner.describe()}
+
+    def logits(self, images: Any) -> np.ndarray:
+        """Logits [N, num_classes] as float32."""
+        return self._outputs(images, "logits")
+
+    def embed(self, images: Any) -> np.ndarray:
+        """The encoder's features [N, D]; the model must be exported with them."""
+        if "features" not in self.outputs:
+            raise ConfigError(
+                f"{self.path} has no 'features' output; export it with "
+                "abrl export RUN_DIR --outputs logits,features"
+            )
+        return self._outputs(images, "features")
+
+    def predict(self, images: Any, top_k: int = 5) -> list[Prediction]:
+        """The ``top_k`` classes of each image with softmax probabilities."""
+        if top_k < 1:
+            raise ConfigError(f"top_k {top_k} must be >= 1")
+        logits = self.logits(images).astype(np.float64)
+        k = min(top_k, logits.shape[1])
+        z = np.exp(logits - logits.max(1, keepdims=True))
+        probs = z / z.sum(1, keepdims=True)
+        order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        names = self.card.class_names
+        return [Prediction(tuple(names[i] for i in row), tuple(int(i) for i in row),
+                           tuple(float(probs[n, i]) for i in row))
+                for n, row in enumerate(order)]  # fmt: skip
+
+    def _outputs(self, images: Any, name: str) -> np.ndarray:
+        x = self.preprocess(images)
+        if self.card.layout == "NHWC":
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        parts = []
+        for i in range(0, len(x), self.batch_size):
+            if self._lock is None:
+                out = self._runner.infer(x[i : i + self.batch_size])
+            else:
+                with self._lock:
+                    out = self._runner.infer(x[i : i + self.batch_size])
+            parts.append(out[name])
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _open(path: Path, backend: str, threads: int | None):
+    """The open runner, its backend, and why better ``auto`` choices were passed over.
+
+    ``auto`` tries TensorRT EP, CUDA EP, then CPU, and moves on when one cannot run here
+    (onnxruntime-gpu lists CUDA even without a GPU; the runner then refuses the CPU fallback).
+    A backend named by the caller that cannot run is an error, never a fallback.
+    """
+    if not path.is_file():
+        hint = f"; export it first: abrl export {path}" if path.is_dir() else ""
+        raise ConfigError(f"{path} is not a model file (.onnx or .engine){hint}")
+    engine = path.suffix == ".engine"
+    if engine and backend not in ("auto", "trt"):
+        raise ConfigError(f"{path} is a TensorRT engine; use backend 'trt' (or 'auto')")
+    if not engine and backend == "trt":
+        raise ConfigError(f"{path} is an ONNX file; backend 'trt' runs engines (.engine)")
+    candidates = ("trt",) if engine else (AUTO_ORDER if backend == "auto" else (backend,))
+    skipped: list[str] = []
+    for name in candidates:
+        reason = unavailable_reason(name)
+        if reason is None:
+            runner = make_runner(name, path, threads=threads)
+            try:
+                runner.open()
+                return runner, name, skipped
+            except RuntimeBackendError as exc:
+                if backend != "auto" or name == candidates[-1]:
+                    raise
+                reason = str(exc)
+        if backend != "auto":
+            raise RuntimeBackendError(f"backend {name} cannot run here: {reason}")
+        skipped.append(f"{name}: {reason}")
+    raise RuntimeBackendError(f"cannot run {path} here: " + "; ".join(skipped))
+
+
+def _card(runner, path: Path) -> ModelCard:
+    """The card embedded in the ONNX file, or the engine's sidecar."""
+    if path.suffix == ".engine":
+        sidecar = path.with_name(path.name + ".json")
+        if not sidecar.is_file():
+            raise ConfigError(f"{sidecar} is missing: an engine's model card is its sidecar JSON")
+        return ModelCard.load(sidecar)
+    card = ModelCard.from_onnx_metadata(runner.metadata)
+    if card is None:
+        raise ConfigError(
+            f"{path} has no abrl model card (metadata 'abrl.card'); the Predictor serves files "
+            "written by abrl export"
+        )
+    return card
