@@ -1,11 +1,13 @@
-"""`import abrl_deploy` and `abrl --help` must not import torch (production services lack it)."""
+"""`import abrl_deploy` and `abrl --help` must not import torch (production services lack it),
+nor FastAPI (the optional extra of `abrl serve`)."""
 
 import subprocess
 import sys
 
 import pytest
 
-CHECK = "import sys; {code}; print('torch' in sys.modules, 'torchvision' in sys.modules)"
+HEAVY = ("torch", "torchvision", "fastapi")
+CHECK = "import sys; {code}; print(*(m in sys.modules for m in " + repr(HEAVY) + "))"
 
 
 @pytest.mark.parametrize(
@@ -17,11 +19,14 @@ CHECK = "import sys; {code}; print('torch' in sys.modules, 'torchvision' in sys.
         "from typer.testing import CliRunner; from abrl_deploy.cli import app; "
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output; "
-        "r = CliRunner().invoke(app, ['bench', '--help']); assert r.exit_code == 0, r.output",
+        "r = CliRunner().invoke(app, ['bench', '--help']); assert r.exit_code == 0, r.output; "
+        "r = CliRunner().invoke(app, ['predict', '--help']); assert r.exit_code == 0, r.output; "
+        "r = CliRunner().invoke(app, ['serve', '--help']); assert r.exit_code == 0, r.output",
+        "import abrl_deploy.serve, abrl_deploy.serve.inputs, abrl_deploy.predictor",
     ],
 )
 def test_no_torch_imported(code):
     out = subprocess.run(
         [sys.executable, "-c", CHECK.format(code=code)], capture_output=True, text=True, check=True
     )
-    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
+    assert out.stdout.split() == ["False"] * len(HEAVY), out.stdout + out.stderr

@@ -1,0 +1,42 @@
+"""``abrl serve``: an HTTP service for an exported model (FastAPI + uvicorn, torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import app, handle_errors
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: Annotated[Path, typer.Argument(help="An exported .onnx (or .engine with sidecar).")],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Processes, each with its own copy of the model.")
+    ] = 1,
+    backend: Annotated[
+        str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt or trt.")
+    ] = "auto",
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads per worker.")
+    ] = None,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", help="Largest request body (413 above).")
+    ] = 16.0,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Most images in one request (413 above).")
+    ] = 64,
+) -> None:
+    """Serve POST /v1/predict, POST /v1/embed, GET /v1/model and GET /healthz over HTTP."""
+    from abrl_deploy.serve import ServeConfig, run_server
+
+    config = ServeConfig(
+        model=str(model), host=host, port=port, workers=workers, backend=backend,
+        threads=threads, max_body_mb=max_body_mb, max_batch=max_batch,
+    )  # fmt: skip
+    run_server(config)
