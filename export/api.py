@@ -1,4 +1,5 @@
-"""``export()``: a run directory to a verified ONNX file (fp32, fp16, int8) or a TensorRT engine."""
+"""``export()``: a run directory to a verified ONNX file (fp32, fp16, int8), a TensorRT engine, or
+a Triton model repository holding one of them (``triton.py``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ from .validate import ValidationReport, validate_onnx, validate_runner
 
 def export(spec: ExportSpec) -> ExportResult:
     """Export, verify, and only then write the artifact under its final name."""
+    if spec.format == "triton":
+        from .triton import export_triton
+
+        return export_triton(spec)  # which calls back here for the ONNX file or engine
     from abrl_deploy.training.checkpoint import load_classifier
 
     t0 = time.perf_counter()

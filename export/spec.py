@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from abrl_deploy.errors import ConfigError
 
-FORMATS = ("onnx", "trt")
+FORMATS = ("onnx", "trt", "triton")
 PRECISIONS = ("fp32", "fp16", "int8")
 OUTPUTS = ("logits", "features")
+TRITON_PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan")
+# Characters kept in a Triton model name: it is a directory name and a URL path segment.
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 DEFAULT_NAMES = {
     ("onnx", "fp32"): "model.onnx",
     ("onnx", "fp16"): "model.fp16.onnx",
@@ -31,6 +35,10 @@ class ExportSpec:
     validation_images: int = 256
     data_dir: str | None = None  # where the run's dataset is now, if it moved
     force: bool = False
+    # format="triton" only: out is the model repository; the model goes to out/<model_name>/
+    model_name: str | None = None
+    triton_platform: str = "onnxruntime_onnx"
+    max_queue_delay_us: int = 100
 
     def __post_init__(self) -> None:
         p = []
@@ -47,8 +55,24 @@ class ExportSpec:
             p.append(f"batch_range={self.batch_range}, expected MIN<=OPT<=MAX, all >= 1")
         if self.calibration_images < 1 or self.validation_images < 2:
             p.append("calibration_images must be >= 1 and validation_images >= 2")
+        p += self._triton_problems()
         if p:
             raise ConfigError("invalid export options: " + "; ".join(p))
+
+    def _triton_problems(self) -> list[str]:
+        p = []
+        if self.triton_platform not in TRITON_PLATFORMS:
+            p.append(
+                f"triton_platform={self.triton_platform!r}, expected one of {TRITON_PLATFORMS}"
+            )
+        if self.model_name is not None and not _MODEL_NAME.fullmatch(self.model_name):
+            p.append(
+                f"model_name={self.model_name!r}, expected letters, digits, '_', '.' or '-', "
+                "not starting with '.' or '-'"
+            )
+        if self.max_queue_delay_us < 0:
+            p.append(f"max_queue_delay_us={self.max_queue_delay_us}, expected >= 0")
+        return p
 
     @property
     def onnx_path(self) -> Path:
@@ -60,6 +84,18 @@ class ExportSpec:
     @property
     def engine_path(self) -> Path:
         return Path(self.out) if self.out is not None else Path(self.run_dir) / "model.engine"
+
+    @property
+    def triton_repo(self) -> Path:
+        return Path(self.out) if self.out is not None else Path(self.run_dir) / "triton"
+
+    @property
+    def triton_name(self) -> str:
+        """``model_name``, or the run directory's name with other characters replaced by '_'."""
+        if self.model_name is not None:
+            return self.model_name
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(self.run_dir).resolve().name)
+        return re.sub(r"^[.-]+", "", name) or "model"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""``abrl export``: a run directory to a verified ONNX file or a TensorRT engine."""
+"""``abrl export``: a run directory to a verified ONNX file, a TensorRT engine or a Triton model
+repository."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from abrl_deploy.errors import ConfigError
 
@@ -17,6 +19,12 @@ from .app import app, handle_errors
 class Format(str, Enum):
     onnx = "onnx"
     trt = "trt"
+    triton = "triton"
+
+
+class TritonPlatform(str, Enum):
+    onnxruntime_onnx = "onnxruntime_onnx"
+    tensorrt_plan = "tensorrt_plan"
 
 
 class Precision(str, Enum):
@@ -40,17 +48,28 @@ def parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by abrl train.")],
     format: Annotated[
-        Format, typer.Option("--format", help="onnx or trt (TensorRT engine).")
+        Format,
+        typer.Option("--format", help="onnx, trt (TensorRT engine) or triton (model repository)."),
     ] = Format.onnx,
     precision: Annotated[
         Precision, typer.Option("--precision", help="fp32, fp16 or int8 (static QDQ).")
     ] = Precision.fp32,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output file [default: in RUN_DIR].")
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output file; for triton the model repository [default: in RUN_DIR, "
+            "for triton RUN_DIR/triton].",
+        ),
     ] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset.")] = 18,
     batch_range: Annotated[
-        str, typer.Option("--batch-range", help="TensorRT profile MIN,OPT,MAX.")
+        str,
+        typer.Option(
+            "--batch-range",
+            help="MIN,OPT,MAX: the TensorRT profile; for triton also max_batch_size=MAX and "
+            "preferred_batch_size=OPT.",
+        ),
     ] = "1,64,256",
     outputs: Annotated[
         str, typer.Option("--outputs", help="logits or logits,features.")
@@ -64,6 +83,17 @@ def export(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="The run's dataset, if it moved.")
     ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option("--model-name", help="Triton model name [default: RUN_DIR's name]."),
+    ] = None,
+    triton_platform: Annotated[
+        TritonPlatform,
+        typer.Option("--triton-platform", help="Triton: onnxruntime_onnx or tensorrt_plan."),
+    ] = TritonPlatform.onnxruntime_onnx,
+    max_queue_delay_us: Annotated[
+        int, typer.Option("--max-queue-delay-us", help="Triton dynamic batching queue delay.")
+    ] = 100,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing artifact.")] = False,
 ) -> None:
     """Export encoder + head as one verified graph; fail loudly on any parity check."""
@@ -75,15 +105,19 @@ def export(
         batch_range=parse_ints(batch_range, 3, "--batch-range"),
         outputs=tuple(o.strip() for o in outputs.split(",")),
         calibration_images=calibration_images, validation_images=validation_images,
-        data_dir=str(data_dir) if data_dir else None, force=force,
+        data_dir=str(data_dir) if data_dir else None, force=force, model_name=model_name,
+        triton_platform=triton_platform.value, max_queue_delay_us=max_queue_delay_us,
     )  # fmt: skip
     result = run_export(spec)
     m, console = result.validation, Console()
-    what = f"{result.format} {result.precision}, exporter: {result.exporter}"
+    platform = result.extra.get("platform")
+    kind = f"triton {platform}" if platform else result.format
+    what = f"{kind} {result.precision}, exporter: {result.exporter}"
     console.print(
         f"wrote {result.path} ({what}, {result.seconds:.1f} s)", highlight=False, soft_wrap=True
     )
-    runtime = "TensorRT" if result.format == "trt" else "ONNX Runtime"
+    trt = result.format == "trt" or platform == "tensorrt_plan"
+    runtime = "TensorRT" if trt else "ONNX Runtime"
     console.print(
         f"verified on {m['images']} test images: max |Δlogit| {m['max_abs_diff']:.2e}, "
         f"min cosine {m['min_cosine']:.6f}, top-1 agreement {100 * m['top1_agreement']:.2f}%, "
@@ -91,3 +125,8 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    if platform:
+        serve = f"serve: tritonserver --model-repository {result.path.parent}"
+        console.print(serve, highlight=False, soft_wrap=True)
+    for w in result.extra.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
