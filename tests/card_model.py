@@ -1,5 +1,7 @@
-"""A tiny exported-style ONNX classifier with an embedded abrl card, built torch-free with
-onnx.helper: what ``abrl export`` writes, small enough to build in a fixture.
+"""Tiny ONNX classifiers built torch-free with onnx.helper, for the runtime, bench, predictor and
+serve tests: a third-party-style CNN without a card (``write_cnn``: any width, NCHW or NHWC,
+fixed or dynamic shapes) and the same CNN as ``abrl export`` would write it, with an embedded
+abrl card and optionally a ``features`` output (``write_card_model``).
 
     write_card_model(tmp_path / "model.onnx", features=True)
 """
@@ -16,7 +18,7 @@ from abrl_deploy.card import ModelCard
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
-WIDTH = 8  # channels of both convs, and the length of the `features` output
+WIDTH = 8  # channels of both convs in write_card_model, and the length of `features`
 
 
 def card_for(size: int = 16, classes: int = 10) -> ModelCard:
@@ -32,15 +34,15 @@ def card_for(size: int = 16, classes: int = 10) -> ModelCard:
     )  # fmt: skip
 
 
-def write_card_model(
-    path: str | Path, *, features: bool = False, size: int = 16, classes: int = 10, seed: int = 0
-) -> Path:
-    """conv3x3 relu conv3x3 relu global-avg-pool -> `features` [N,8] -> gemm -> `logits`.
+def cnn_model(
+    *, width: int, size: int | str = 16, layout: str = "NCHW", batch: int | str = "N",
+    classes: int = 10, seed: int = 0, output: str = "scores", features: bool = False,
+) -> onnx.ModelProto:  # fmt: skip
+    """conv3x3(3->w) relu conv3x3(w->w) relu global-avg-pool [-> `features`] gemm -> ``output``.
 
-    Input `images` [N,3,size,size] float32 (dynamic batch); outputs `logits` [N,classes] and,
-    with ``features=True``, `features` [N,8] as a second output.
+    The input `images` is [batch,3,size,size] (NCHW) or [batch,size,size,3] (NHWC, transposed
+    inside the graph, so both layouts give the same scores for the same weights).
     """
-    path = Path(path)
     rng = np.random.default_rng(seed)
 
     def init(name: str, *shape: int) -> onnx.TensorProto:
@@ -48,31 +50,55 @@ def write_card_model(
         return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32),
                                        name)  # fmt: skip
 
-    nodes = [
-        helper.make_node("Conv", ["images", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+    shape = [batch, 3, size, size] if layout == "NCHW" else [batch, size, size, 3]
+    nodes, x = [], "images"
+    if layout == "NHWC":
+        nodes.append(helper.make_node("Transpose", [x], ["nchw"], perm=[0, 3, 1, 2]))
+        x = "nchw"
+    nodes += [
+        helper.make_node("Conv", [x, "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
         helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c2"], ["r2"]),
         helper.make_node("GlobalAveragePool", ["r2"], ["g"]),
         helper.make_node("Flatten", ["g"], ["features"]),
-        helper.make_node("Gemm", ["features", "wf", "bf"], ["logits"], transB=1),
+        helper.make_node("Gemm", ["features", "wf", "bf"], [output], transB=1),
     ]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])]
+    outputs = [helper.make_tensor_value_info(output, TensorProto.FLOAT, [batch, classes])]
     if features:
-        outputs.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", WIDTH]))
+        outputs.append(helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, width]))
     graph = helper.make_graph(
-        nodes, "card_cnn",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, size, size])],
+        nodes, "cnn",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
         outputs,
-        [init("w1", WIDTH, 3, 3, 3), init("b1", WIDTH), init("w2", WIDTH, WIDTH, 3, 3),
-         init("b2", WIDTH), init("wf", classes, WIDTH), init("bf", classes)],
+        [init("w1", width, 3, 3, 3), init("b1", width), init("w2", width, width, 3, 3),
+         init("b2", width), init("wf", classes, width), init("bf", classes)],
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8  # readable by every onnxruntime the extras allow
+    return model
+
+
+def _save(model: onnx.ModelProto, path: str | Path) -> Path:
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return Path(path)
+
+
+def write_cnn(path: str | Path, *, width: int, **kw) -> Path:
+    """A third-party-style classifier without an abrl card; output `scores`."""
+    return _save(cnn_model(width=width, **kw), path)
+
+
+def write_card_model(
+    path: str | Path, *, features: bool = False, size: int = 16, classes: int = 10, seed: int = 0
+) -> Path:
+    """What ``abrl export`` writes, in miniature: input `images` [N,3,size,size] float32, outputs
+    `logits` [N,classes] and, with ``features=True``, `features` [N,8]; the card embedded."""
+    model = cnn_model(width=WIDTH, size=size, classes=classes, seed=seed, output="logits",
+                      features=features)  # fmt: skip
     card = card_for(size, classes)
     if not features:
         card = card.replace(feature_dim=None)
     helper.set_model_props(model, card.to_onnx_metadata())
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return _save(model, path)

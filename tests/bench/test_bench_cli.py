@@ -10,7 +10,7 @@ import shutil
 import jsonschema
 import numpy as np
 import pytest
-from onnx_models import write_cnn
+from card_model import write_cnn
 from typer.testing import CliRunner
 
 from abrl_deploy.bench.report import schema

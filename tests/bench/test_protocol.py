@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from onnx_models import write_cnn
+from card_model import write_cnn
 
 from abrl_deploy.bench.protocol import Protocol, Timing, first_call, measure_interleaved
 from abrl_deploy.bench.stats import ratio_ci, verdict
