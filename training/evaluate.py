@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .distributed import sum_floats
+
 
 def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
     k = min(k, logits.shape[1])
@@ -12,8 +14,12 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> int:
 
 
 @torch.no_grad()
-def evaluate(model, loader, device: torch.device) -> dict[str, float]:
-    """Accuracy in percent and mean CE over every row of ``loader`` (eval mode)."""
+def evaluate(model, loader, device: torch.device, across_ranks: bool = False) -> dict[str, float]:
+    """Accuracy in percent and mean CE over every row of ``loader`` (eval mode).
+
+    With ``across_ranks`` (under torchrun), ``loader`` holds this rank's share of the rows and the
+    counts of all ranks are added: every rank gets the figures of the whole split.
+    """
     was_training = model.training
     model.eval()
     n = c1 = c5 = 0
@@ -26,6 +32,8 @@ def evaluate(model, loader, device: torch.device) -> dict[str, float]:
         c5 += topk_correct(logits, y, 5)
         n += len(y)
     model.train(was_training)
+    if across_ranks:
+        n, c1, c5, loss = sum_floats([n, c1, c5, loss])
     if n == 0:
         return {"top1": float("nan"), "top5": float("nan"), "loss": float("nan")}
     return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "loss": loss / n}

@@ -12,6 +12,7 @@ from abrl_deploy import __version__
 from abrl_deploy.card import ModelCard
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig
 from .trainer import Trainer, TrainResult
 
@@ -24,21 +25,27 @@ def train(
     resume: bool = False,
     quiet: bool = False,
 ) -> TrainResult:
-    """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved there."""
+    """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved there.
+
+    Launched by torchrun, every process calls this: they train together (distributed.py), and
+    rank 0 alone reads and writes ``out`` and hands what it read to the others, so ``out`` need
+    not be visible from every machine.
+    """
     out = Path(out)
-    ckpt.prepare_run_dir(out, force=force, resume=resume)
-    resumed_at = None
-    if resume:
-        cfg = ckpt.load_run_config(out)
-    trainer = Trainer(cfg, out, quiet=quiet)
-    if resume:
-        state = ckpt.load_state(out)
-        trainer.restore(state)
-        resumed_at = trainer.epoch
-    else:
-        ckpt.save_config(trainer.cfg, out)
-    trainer.run()
-    return TrainResult(out, _finish(trainer), trainer.history, resumed_at)
+    with distributed.process_group():
+        distributed.on_main(lambda: ckpt.prepare_run_dir(out, force=force, resume=resume))
+        resumed_at = None
+        if resume:
+            cfg = distributed.on_main(lambda: ckpt.load_run_config(out))
+        trainer = Trainer(cfg, out, quiet=quiet)
+        if resume:
+            trainer.restore(distributed.on_main(lambda: ckpt.load_state(out)))
+            resumed_at = trainer.epoch
+        else:
+            distributed.on_main(lambda: ckpt.save_config(trainer.cfg, out))
+        trainer.run()
+        card = _finish(trainer)
+        return TrainResult(out, card, trainer.history, resumed_at, distributed.rank())
 
 
 def _finish(trainer: Trainer) -> ModelCard:
@@ -54,7 +61,7 @@ def _finish(trainer: Trainer) -> ModelCard:
     metrics.update({f"val_{k}": v for k, v in trainer.evaluate_split(splits.val).items()})
     metrics["epochs"] = trainer.epoch
     metrics["train_seconds"] = round(sum(r["seconds"] for r in trainer.history), 3)
-    sha = ckpt.save_weights(trainer.model, trainer.out)
+    sha = distributed.on_main(lambda: ckpt.save_weights(trainer.model, trainer.out))
     cfg = trainer.cfg
     card = ModelCard(
         method=cfg.method,
@@ -75,7 +82,7 @@ def _finish(trainer: Trainer) -> ModelCard:
         versions=library_versions(),
         checkpoint_sha256=sha,
     )
-    card.save(trainer.out / ckpt.CARD)
+    distributed.on_main(lambda: card.save(trainer.out / ckpt.CARD))
     return card
 
 

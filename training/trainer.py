@@ -2,6 +2,10 @@
 
 Resume is exact on CPU: every epoch re-seeds all RNGs from (seed, epoch), so an epoch replayed
 after a kill draws the same batches and augmentations as the uninterrupted run.
+
+Under torchrun every rank runs this loop on its part of each global batch (distributed.py says
+how that equals one process); rank 0 alone shows progress and writes the run directory. The
+checkpoint holds nothing that depends on the number of processes, so a run resumes on any number.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
 
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig
 from .data import load_dataset
 from .evaluate import evaluate, topk_correct
@@ -36,6 +41,7 @@ class TrainResult:
     card: ModelCard
     history: list[dict[str, Any]]
     resumed_at_epoch: int | None
+    rank: int = 0  # under torchrun, the rank of the process that returns this
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,16 +60,51 @@ def _seed_everything(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(s)
 
 
+def _global_batch(batch_size: int, n: int) -> int:
+    """The batch that fits ``n`` rows, cut to a multiple of the number of processes."""
+    world = distributed.world_size()
+    size = max(2, min(batch_size, n))
+    if size < world:
+        raise ConfigError(
+            f"a split of {n} rows cannot give each of the {world} processes a row; "
+            "use more data (--limit) or fewer processes"
+        )
+    return size - size % world
+
+
 def _loader(dataset, batch_size: int, cfg: TrainConfig, generator=None) -> DataLoader:
-    """Shuffled, full batches only (BatchNorm and the head system need > 1 row)."""
-    return DataLoader(
-        dataset,
-        batch_size=max(2, min(batch_size, len(dataset))),
-        shuffle=generator is not None,
-        drop_last=generator is not None,
-        generator=generator,
-        num_workers=cfg.workers,
+    """With ``generator``: shuffled, full batches only (BatchNorm and the head system need > 1
+    row), and under torchrun this rank's part of each. Without: every row once, in order."""
+    if generator is None:
+        size = max(2, min(batch_size, len(dataset)))
+        return DataLoader(dataset, batch_size=size, num_workers=cfg.workers)
+    # The sampler one process uses, drawn from the same generator: the ranks' parts of a step
+    # together are the batch that one process draws (and one process draws what it always did).
+    batches = BatchSampler(
+        RandomSampler(dataset, generator=generator),
+        _global_batch(batch_size, len(dataset)),
+        drop_last=True,
     )
+    sampler = distributed.RankBatchSampler(batches, distributed.rank(), distributed.world_size())
+    return DataLoader(dataset, batch_sampler=sampler, generator=generator, num_workers=cfg.workers)
+
+
+def _check_batches(cfg: TrainConfig, needs_val_batch: bool) -> None:
+    """The batch sizes are global: under torchrun each must split evenly over the processes."""
+    world = distributed.world_size()
+    problems = []
+    if cfg.batch_size % world:
+        problems.append(f"--batch-size {cfg.batch_size}")
+    if needs_val_batch and cfg.outer_batch_size % world:
+        problems.append(
+            f"the validation batch {cfg.outer_batch_size} (val_batch_size in --config; "
+            "default batch_size // 4)"
+        )
+    if problems:
+        raise ConfigError(
+            f"{' and '.join(problems)} must split evenly over the {world} processes: batch sizes"
+            f" are global, each process takes 1/{world} of every batch; use multiples of {world}"
+        )
 
 
 def _cycle(loader: DataLoader) -> Iterator:
@@ -75,7 +116,7 @@ def _cycle(loader: DataLoader) -> Iterator:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out: Path, quiet: bool = False) -> None:
-        self.device = resolve_device(cfg.device)
+        self.device = distributed.local_device(resolve_device(cfg.device))
         self.splits = load_dataset(
             cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed,
             image_size=cfg.image_size, limit=cfg.limit,
@@ -86,35 +127,54 @@ class Trainer:
         model = build_classifier(
             cfg.backbone, self.splits.num_classes, stem=self.cfg.stem, pretrained=cfg.pretrained
         )
+        method_cls = get_method(cfg.method)
+        _check_batches(cfg, method_cls.needs_val_batch)
+        if method_cls.sync_batchnorm:
+            model = distributed.convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device)
-        self.method = get_method(cfg.method)(self.cfg, self.model, self.splits, self.device)
+        self.method = method_cls(self.cfg, self.model, self.splits, self.device)
         if self.method.needs_val_batch and len(self.splits.val) < 2:
             raise ConfigError(
                 f"{cfg.method} needs at least 2 validation images for its outer loss, the split has"
                 f" {len(self.splits.val)}; raise --val-fraction (now {cfg.val_fraction}) or --limit"
             )
+        self.params = self.method.parameters()
         self.optimizer = torch.optim.SGD(
-            self.method.parameters(),
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            weight_decay=cfg.weight_decay,
+            self.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
-        steps = len(self.splits.train) // min(cfg.batch_size, len(self.splits.train))
-        self.steps_per_epoch = max(1, steps)
+        n_train = len(self.splits.train)
+        self.steps_per_epoch = max(1, n_train // _global_batch(cfg.batch_size, n_train))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.epochs * self.steps_per_epoch
         )
-        self.out, self.quiet = out, quiet
+        self.out, self.quiet = out, quiet or not distributed.is_main()
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
 
-    def eval_loader(self, dataset) -> DataLoader:
+    def eval_loader(self, dataset, shard: bool = False) -> DataLoader:
+        """Every row in order; with ``shard``, this rank's share (every world-th row)."""
+        if shard and distributed.is_distributed():
+            rows = range(distributed.rank(), len(dataset), distributed.world_size())
+            dataset = Subset(dataset, rows)
         return _loader(dataset, 256, self.cfg)
 
     def evaluate_split(self, dataset) -> dict[str, float]:
-        return evaluate(self.model, self.eval_loader(dataset), self.device)
+        """Each rank evaluates its share of the rows; the counts of all ranks are added."""
+        loader = self.eval_loader(dataset, shard=True)
+        return evaluate(self.model, loader, self.device, across_ranks=True)
+
+    def _sync_replicas(self) -> None:
+        """Give every rank rank 0's weights, buffers and method state (the head, v, projector).
+
+        Replicas stay equal by construction (same averaged gradients, same gathered rows); this
+        re-syncs the BatchNorm running statistics that each rank updates on its own rows (as DDP
+        does with its default broadcast_buffers) before evaluating and saving.
+        """
+        distributed.broadcast_from_main(self.model.state_dict().values())
+        distributed.broadcast_from_main(_tensors(self.method.state_dict()))
 
     def run(self) -> None:
+        self._sync_replicas()
         with TrainProgress(self.cfg.epochs, self.steps_per_epoch, self.quiet) as progress:
             while self.epoch < self.cfg.epochs:
                 row = self._train_epoch(progress)
@@ -143,6 +203,7 @@ class Trainer:
                 val = (xv.to(self.device), yv.to(self.device))
             self.optimizer.zero_grad(set_to_none=True)
             out = method.step((x, y), val)
+            distributed.average_gradients(self.params)
             self.optimizer.step()
             self.scheduler.step()
             logits = out.pop("logits", None)
@@ -157,11 +218,19 @@ class Trainer:
         return self._epoch_row(sums, steps, n, c1, c5, time.perf_counter() - t0)
 
     def _epoch_row(self, sums, steps, n, c1, c5, seconds) -> dict[str, Any]:
+        self._sync_replicas()
         self.method.sync_head()
+        world = distributed.world_size()
+        if world > 1:  # counts add up over ranks; per-step values are averaged over ranks
+            keys = sorted(sums)
+            totals = distributed.sum_floats([n, c1, c5, *(sums[k] for k in keys)])
+            n, c1, c5 = totals[:3]
+            sums = {k: v / world for k, v in zip(keys, totals[3:], strict=True)}
         row: dict[str, Any] = {
             "epoch": self.epoch + 1,
             "steps": steps,
             "seconds": round(seconds, 3),
+            "processes": world,
         }
         row["lr"] = self.scheduler.get_last_lr()[0]
         row.update({k: v / max(steps, 1) for k, v in sums.items()})
@@ -173,6 +242,9 @@ class Trainer:
         return row
 
     def _checkpoint(self) -> None:
+        distributed.on_main(self._write_checkpoint)
+
+    def _write_checkpoint(self) -> None:
         state = {
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -191,3 +263,12 @@ class Trainer:
         self.method.load_state_dict(state["method"])
         self.history = list(state["history"])
         self.epoch = int(state["epoch"])
+
+
+def _tensors(state: Any) -> list[torch.Tensor]:
+    """The tensors in a (nested) state dict, in a fixed order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, dict):
+        return [t for k in sorted(state) for t in _tensors(state[k])]
+    return []

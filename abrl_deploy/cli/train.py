@@ -74,7 +74,8 @@ def train(
     ] = None,
     epochs: Annotated[int | None, _opt("Epochs [default: 100, the paper's].", "--epochs")] = None,
     batch_size: Annotated[
-        int | None, _opt("Train batch size [default: 64].", "--batch-size")
+        int | None,
+        _opt("Train batch size, global under torchrun [default: 64].", "--batch-size"),
     ] = None,
     lr: Annotated[float | None, _opt("Outer SGD learning rate [default: 0.01].", "--lr")] = None,
     seed: Annotated[
@@ -125,7 +126,10 @@ def train(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Train a classifier (ABRL or a baseline) and write a self-describing run directory."""
+    """Train a classifier (ABRL or a baseline) and write a self-describing run directory.
+
+    On N processes: torchrun --nproc-per-node N -m abrl_deploy.cli train ... (global --batch-size).
+    """
     flags = {
         "method": method, "dataset": dataset, "data_dir": data_dir, "backbone": backbone,
         "pretrained": pretrained, "image_size": image_size, "epochs": epochs,
@@ -145,7 +149,8 @@ def train(
 
     cfg = None if resume else load_config(config, **flags)
     result = run_training(cfg, out, force=force, resume=resume, quiet=quiet)
-    _print_result(result)
+    if result.rank == 0:  # under torchrun, one report, not one per process
+        _print_result(result)
 
 
 def _print_result(result) -> None:

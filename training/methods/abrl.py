@@ -3,6 +3,10 @@
 One encoder forward on [train; val] rows, K closed-form head steps on the detached train
 features, a linear solve H v = ∇_φ CE_val, and one fused backward of the surrogate
 (METHOD.md decisions 1-9). The head lives here, not in the optimizer.
+
+Under torchrun every rank gathers the features and labels of all ranks and solves the same head
+system on them (decision 10): its surrogate is the full-batch one, and the gradients that reach
+each rank's own rows add up, over ranks, to the hypergradient of one process on the combined batch.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from torch import nn
 
 from abrl_deploy.errors import TrainingError
 
+from .. import distributed
 from . import hypergrad as hg
 from .base import Method
 from .head_refit import extract_features, refit_head
@@ -27,6 +32,7 @@ _SOLVERS = {"cg": hg.solve_cg, "exact": hg.solve_exact, "neumann": hg.solve_neum
 @register_method("abrl")
 class AbrlMethod(Method):
     needs_val_batch = True
+    sync_batchnorm = True  # the head system and the penalty are built on the batch of all ranks
 
     def __init__(self, cfg, model, splits, device) -> None:
         super().__init__(cfg, model, splits, device)
@@ -48,7 +54,11 @@ class AbrlMethod(Method):
         with self.autocast():
             z = self.model.forward_features(torch.cat([x_tr, x_val]))
         z = z.to(self.W.dtype)
-        z_tr, z_val = z[: len(x_tr)], z[len(x_tr) :]
+        n = len(x_tr)
+        own = distributed.rank_rows(n)  # this rank's rows among the gathered ones
+        # Averaging per-rank hypergradients would be biased: gather rows, solve one system.
+        z_tr, z_val = distributed.gather_rows(z[:n]), distributed.gather_rows(z[n:])
+        y_tr, y_val = distributed.gather_rows(y_tr), distributed.gather_rows(y_val)
         m = self._center(z_tr)
         zc_tr, zc_val = z_tr - m, z_val - m
         lr = self._inner_lr(zc_tr.detach())
@@ -66,7 +76,7 @@ class AbrlMethod(Method):
         objective.backward()
         self.steps_done += 1
         with torch.no_grad():
-            logits = hg.head_logits(zc_tr, self.W, self.b)
+            logits = hg.head_logits(zc_tr[own], self.W, self.b)  # for this rank's y
             grad_w, grad_b = hg.inner_grad(zc_tr.detach(), y_tr, self.W, self.b, self.cfg.ridge)
         out["penalty"] = pen.item()
         # Log L_out, never the surrogate: S's value means nothing (decision 5).
@@ -149,14 +159,19 @@ class AbrlMethod(Method):
         info: dict[str, Any] = {"source": "inner-loop", "inner_loop_head": inner}
         if not self.cfg.head_refit:
             return info
-        z, y = extract_features(self.model, train_eval_loader, self.device)
-        m = z.mean(0) if self.cfg.center_features else torch.zeros(z.shape[1], dtype=z.dtype)
-        W, b, iters = refit_head(z - m, y, self.W, self.b, self.cfg.ridge)
+        # Under torchrun rank 0 refits and hands the head to the others.
+        W, b, m, iters = distributed.on_main(lambda: self._refit(train_eval_loader))
         self.W, self.b = W.to(self.device), b.to(self.device)
         self.feature_mean = m.to(self.device)
         self.sync_head()
         info.update(source="refit", refit_head=evaluate(), refit_iterations=iters)
         return info
+
+    def _refit(self, train_eval_loader):
+        z, y = extract_features(self.model, train_eval_loader, self.device)
+        m = z.mean(0) if self.cfg.center_features else torch.zeros(z.shape[1], dtype=z.dtype)
+        W, b, iters = refit_head(z - m, y, self.W, self.b, self.cfg.ridge)
+        return W, b, m, iters
 
     def state_dict(self) -> dict[str, Any]:
         state = {"W": self.W, "b": self.b, "feature_mean": self.feature_mean}

@@ -10,14 +10,23 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
+from ..distributed import gather_rows
 from ..models import Classifier
 
 
 class Method:
-    """One training method. ``step`` computes the loss and calls backward; nothing else."""
+    """One training method. ``step`` computes the loss and calls backward; nothing else.
+
+    Under torchrun, ``step`` gets this rank's part of the batch, and a loss that couples the rows
+    of a batch (not a row-wise mean) is computed on rows gathered from all ranks with
+    ``distributed.gather_rows``; the trainer then averages the gradients over ranks.
+    """
 
     name: ClassVar[str]
     needs_val_batch: ClassVar[bool] = False
+    # Under torchrun, normalise BatchNorm over the rows of all ranks: losses that couple the rows
+    # of a batch then see the batch one process would see.
+    sync_batchnorm: ClassVar[bool] = False
 
     def __init__(self, cfg: TrainConfig, model: Classifier, splits: Any, device: torch.device):
         self.cfg = cfg
@@ -58,7 +67,10 @@ class Method:
 
 
 def cross_entropy_step(method: Method, x: torch.Tensor, y: torch.Tensor, lam: float = 0.0):
-    """CE on model(x), plus λ·penalty on the features when lam > 0 (the `joint` method)."""
+    """CE on model(x), plus λ·penalty on the features when lam > 0 (the `joint` method).
+
+    The penalty couples the rows of a batch: it is taken on the features of all ranks.
+    """
     from .penalty import cov_penalty
 
     with method.autocast():
@@ -68,7 +80,7 @@ def cross_entropy_step(method: Method, x: torch.Tensor, y: torch.Tensor, lam: fl
     out: dict[str, Any] = {"ce": ce.item()}
     loss = ce
     if lam > 0:
-        pen = cov_penalty(z, normalize=method.cfg.penalty_norm)
+        pen = cov_penalty(gather_rows(z), normalize=method.cfg.penalty_norm)
         loss = ce + lam * pen
         out["penalty"] = pen.item()
     loss.backward()

@@ -21,6 +21,8 @@ class FinetuneMethod(Method):
 class JointMethod(Method):
     """The single-level ablation: minimise CE_train + λ·pen over θ and φ together."""
 
+    sync_batchnorm = True  # the penalty is taken on the batch of all ranks
+
     def step(self, batch, val_batch) -> dict[str, Any]:
         x, y = batch
         return cross_entropy_step(self, x, y, lam=self.cfg.lambda_)

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from ..distributed import gather_rows
 from .base import Method, cross_entropy_step
 from .ntxent import nt_xent
 from .registry import register_method
@@ -44,7 +45,12 @@ class SimclrMethod(Method):
 
     One optimizer and one cosine schedule span both phases; a parameter that gets no gradient in
     a phase (the head while pre-training, the projector while fine-tuning) is left untouched.
+    Under torchrun the negatives come from the batch of all ranks, with BatchNorm over it too
+    (the SimCLR paper's global BN: per-process statistics let the views of one image match
+    through them).
     """
+
+    sync_batchnorm = True
 
     def __init__(self, cfg, model, splits, device) -> None:
         super().__init__(cfg, model, splits, device)
@@ -72,6 +78,7 @@ class SimclrMethod(Method):
         views = x.flatten(0, 1)  # [2B, 3, S, S], rows 2i and 2i+1 are one image
         with self.autocast():
             p = self.projector(self.model.forward_features(views)).float()
+        p = gather_rows(p)  # every rank's pairs, in order: rows 2i and 2i+1 stay one image
         loss = nt_xent(p[0::2], p[1::2], self.cfg.temperature)
         loss.backward()
         return {"loss": loss.item(), "nt_xent": loss.item()}
