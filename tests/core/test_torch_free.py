@@ -21,6 +21,7 @@ CHECK = "import sys; {code}; print(*(m in sys.modules for m in " + repr(HEAVY) +
         "r = CliRunner().invoke(app, ['train', '--help']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(app, ['bench', '--help']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(app, ['predict', '--help']); assert r.exit_code == 0, r.output; "
+        "r = CliRunner().invoke(app, ['reproduce', '--help']); assert r.exit_code == 0, r.output; "
         "r = CliRunner().invoke(app, ['serve', '--help']); assert r.exit_code == 0, r.output",
         "import abrl_deploy.serve, abrl_deploy.serve.inputs, abrl_deploy.predictor",
     ],

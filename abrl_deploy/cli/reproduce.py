@@ -1,0 +1,150 @@
+"""``abrl reproduce``: the paper's grid and claims; parse flags, call ``reproduce``, print."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from abrl_deploy.errors import ConfigError
+
+from .app import app, handle_errors
+
+VERDICT_STYLE = {"SUPPORTED": "bold green", "REFUTED": "bold red", "INCONCLUSIVE": "bold yellow"}
+
+
+class Preset(str, Enum):
+    paper = "paper"
+    cpu_small = "cpu-small"
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(
+            f"{flag} {text!r}: expected comma-separated integers, e.g. 0,1,2"
+        ) from None
+
+
+def _opt(help: str, *names: str) -> Any:
+    return typer.Option(*names, help=help)
+
+
+@app.command()
+@handle_errors
+def reproduce(
+    preset: Annotated[
+        Preset,
+        _opt(
+            "paper: configs/paper-<dataset>.yaml (a GPU); cpu-small: minutes on a CPU.", "--preset"
+        ),
+    ] = Preset.cpu_small,
+    datasets: Annotated[
+        str | None,
+        _opt(
+            "Comma-separated (default: cifar100,tiny-imagenet,cub200 for paper, "
+            "digits for cpu-small); the first gets the ablation.",
+            "--datasets",
+        ),
+    ] = None,
+    data_dir: Annotated[Path | None, _opt("Folder holding the datasets.", "--data-dir")] = None,
+    seeds: Annotated[str, _opt("Comma-separated seeds.", "--seeds")] = "0,1,2",
+    out: Annotated[Path, _opt("Output folder (runs, report).", "--out", "-o")] = Path(
+        "runs/reproduce"
+    ),
+    resume: Annotated[
+        bool, _opt("Reuse finished runs, resume unfinished ones, rewrite the report.", "--resume")
+    ] = False,
+    force: Annotated[bool, _opt("Retrain every run and remeasure everything.", "--force")] = False,
+    report_only: Annotated[
+        bool, _opt("Train nothing: report the finished runs, list the missing.", "--report-only")
+    ] = False,
+    epochs: Annotated[int | None, _opt("Override the preset's epochs.", "--epochs")] = None,
+    image_size: Annotated[
+        int | None, _opt("Override the input size of every run.", "--image-size")
+    ] = None,
+    limit: Annotated[
+        int | None, _opt("Use at most N training images per run (a subset).", "--limit")
+    ] = None,
+    config_dir: Annotated[
+        Path | None,
+        _opt("Where the preset YAMLs are (default: the repo's configs/).", "--config-dir"),
+    ] = None,
+    latency: Annotated[
+        bool, _opt("Bench ABRL against fine-tune (claim 2).", "--latency/--no-latency")
+    ] = True,
+    costs: Annotated[
+        bool, _opt("Time the penalty and count memory (claims 3, 4).", "--costs/--no-costs")
+    ] = True,
+    bench_seconds: Annotated[
+        float, _opt("Timed seconds per model in the latency bench.", "--bench-seconds")
+    ] = 5.0,
+    quiet: Annotated[bool, _opt("No progress view.", "--quiet")] = False,
+) -> None:
+    """Run the paper's Table 1 and 2 grid over seeds and test each claim, with its uncertainty."""
+    from abrl_deploy.reproduce import ReproduceSpec
+    from abrl_deploy.reproduce import reproduce as run
+
+    overrides = {"epochs": epochs, "image_size": image_size, "limit": limit}
+    spec = ReproduceSpec(
+        preset=preset.value,
+        datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()) if datasets else None,
+        data_dir=str(data_dir) if data_dir else None, seeds=_ints(seeds, "--seeds"), out=out,
+        resume=resume, force=force, report_only=report_only,
+        overrides=tuple((k, v) for k, v in overrides.items() if v is not None),
+        config_dir=config_dir, latency=latency, costs=costs, bench_seconds=bench_seconds,
+    )  # fmt: skip
+    report = _run_with_progress(run, spec, quiet)
+    console = Console() if Console().is_terminal else Console(width=140)
+    _print(console, report)
+    console.print(f"wrote {out / 'reproduce.md'} and {', '.join(report['files'])}", highlight=False)
+
+
+def _run_with_progress(run, spec, quiet: bool) -> dict:
+    if quiet:
+        return run(spec)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("planning the grid", total=None)
+
+        def progress(message: str, done: int, total: int) -> None:
+            bar.update(task, description=message, completed=done, total=total)
+
+        return run(spec, progress)
+
+
+def _print(console: Console, r: dict) -> None:
+    table = Table(title=f"abrl reproduce · {r['preset']} · seeds {r['seeds']}")
+    table.add_column("claim")
+    table.add_column("measured", overflow="fold")
+    table.add_column("verdict", no_wrap=True)
+    c = r["claims"]
+    for row in c["accuracy_gain"]["rows"]:
+        ci = "" if row["low"] != row["low"] else f" [{row['low']:+.2f}, {row['high']:+.2f}]"
+        table.add_row(f"ABRL − {row['baseline']} on {row['dataset']} (pts)",
+                      f"{row['mean']:+.2f}{ci}", _v(row["verdict"]))  # fmt: skip
+    for row in c.get("latency", {}).get("rows", []):
+        table.add_row(f"latency ratio {row['statistic']}, {row['backend']}",
+                      f"{row['ratio']:.3f} [{row['low']:.3f}, {row['high']:.3f}]",
+                      _v(row["verdict"]))  # fmt: skip
+    if "penalty_overhead" in c:
+        o = c["penalty_overhead"]
+        table.add_row("penalty overhead", f"{o['mean']:+.1%} [{o['low']:+.1%}, {o['high']:+.1%}]",
+                      _v(o["verdict"]))  # fmt: skip
+    if "memory" in c:
+        m = c["memory"]
+        table.add_row("memory growth over K", f"implicit {m['growth_implicit']:+.1%}, unrolled "
+                      f"{m['growth_unrolled']:+.1%}", _v(m["verdict"]))  # fmt: skip
+    console.print(table)
+
+
+def _v(verdict: str) -> str:
+    return f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"

@@ -1,0 +1,83 @@
+"""Measurements behind claims 2-4, each cached in ``<out>/measurements/<name>.json`` together with
+the parameters it was taken with: a rerun with ``--resume`` reuses a measurement taken with the
+same parameters, ``--force`` takes it again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from abrl_deploy.atomic import atomic_write_text
+
+from .costs import StepShape, interleaved_step_times, memory_in_k
+
+Note = Callable[[str], None]
+
+
+def cached(
+    out: Path, name: str, params: dict[str, Any], fresh: bool, measure: Callable[[], Any]
+) -> dict[str, Any]:
+    """``{"params": ..., "result": ...}`` from the cache when its params match, else measured."""
+    path = out / "measurements" / f"{name}.json"
+    if not fresh and path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            saved = None
+        if isinstance(saved, dict) and saved.get("params") == params:
+            return saved | {"cached": True}
+    record = {"params": params, "result": measure()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return record | {"cached": False}
+
+
+def ensure_onnx(run_dir: Path, data_dir: str | None) -> Path:
+    """The run's model.onnx, exported and verified once (kept for later reruns)."""
+    path = run_dir / "model.onnx"
+    if not path.is_file():
+        from abrl_deploy.export import ExportSpec, export
+
+        export(ExportSpec(run_dir=run_dir, data_dir=data_dir))
+    return path
+
+
+def latency(
+    model_run: Path, baseline_run: Path, *, data_dir: str | None, seconds: float, claim: float,
+    confidence: float,
+) -> dict[str, Any]:  # fmt: skip
+    """``abrl bench RUN --baseline BASE --batch 64`` on every backend that runs here."""
+    from abrl_deploy.bench import BenchSpec, Protocol, run_bench
+
+    for run in (model_run, baseline_run):
+        ensure_onnx(run, data_dir)
+    spec = BenchSpec(
+        models=(model_run,), baseline=baseline_run, batch=64, data_dir=data_dir, limit=64,
+        protocol=Protocol(warmup=5, min_iters=30, min_seconds=seconds), claim=claim,
+        confidence=confidence,
+    )  # fmt: skip
+    report = run_bench(spec)
+    for r in report["results"]:
+        r.pop("samples_ms", None)  # thousands of numbers; the cached comparisons keep the CIs
+    return report
+
+
+def overhead(
+    shape: StepShape, lam: float, fields: dict[str, Any], *, rounds: int, steps: int
+) -> dict[str, Any]:
+    """Interleaved ABRL steps with the penalty (λ = lam) and without (λ = 0); ``fields`` are the
+    other ABRL settings of the grid (inner steps, inner lr, solver...)."""
+    variants = {
+        "with_penalty": ("abrl", {**fields, "lambda_": lam}),
+        "without": ("abrl", {**fields, "lambda_": 0.0}),
+    }
+    times = interleaved_step_times(variants, shape, rounds=rounds, steps=steps)
+    return {"seconds_per_step": times}
+
+
+def memory(shape: StepShape, ks: tuple[int, ...]) -> dict[str, Any]:
+    rows = [memory_in_k(shape, k) for k in ks]
+    return {"ks": [r["k"] for r in rows], "implicit_mib": [r["implicit_mib"] for r in rows],
+            "unrolled_mib": [r["unrolled_mib"] for r in rows]}  # fmt: skip

@@ -1,0 +1,135 @@
+"""Run the cells of a grid: reuse finished runs, resume unfinished ones, train the rest.
+
+A run is finished when its card.json parses and model.safetensors exists (train() writes the
+weights, then the card, both atomically, so a card is only ever beside its weights). A run with a
+state.pt is resumed exactly (``train(..., resume=True)``). A run directory holding neither is a run
+killed before its first checkpoint and is started over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from abrl_deploy.errors import ConfigError
+
+from .plan import Cell
+
+CARD, WEIGHTS, STATE, CONFIG = "card.json", "model.safetensors", "state.pt", "config.yaml"
+# Fields that may differ between a saved run and the plan without making the run another one.
+_IGNORED = {"data_dir", "workers", "device"}
+
+
+@dataclass(frozen=True)
+class CellResult:
+    cell: Cell
+    action: str  # "reused", "resumed" or "trained"
+    metrics: dict[str, Any]
+    head: dict[str, Any]  # the card's record of the saved head (ABRL: both heads' accuracies)
+    seconds: float
+
+
+def run_state(run_dir: Path) -> str:
+    """One of finished, partial (resumable) or empty."""
+    if (run_dir / WEIGHTS).is_file() and _read_card(run_dir) is not None:
+        return "finished"
+    if (run_dir / STATE).is_file():
+        return "partial"
+    return "empty"
+
+
+def _read_card(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        card = json.loads((run_dir / CARD).read_text())
+    except (OSError, ValueError):
+        return None
+    return card if isinstance(card, dict) and "metrics" in card else None
+
+
+def build_config(cell: Cell):
+    """The TrainConfig of ``cell``: its preset YAML, then the cell's overrides."""
+    from abrl_deploy.training.config import load_config
+
+    return load_config(cell.config_file, **dict(cell.overrides))
+
+
+def _check_same_config(cell: Cell, planned: dict[str, Any]) -> None:
+    """A saved run reused for another config would put wrong numbers in the tables."""
+    from abrl_deploy.training.config import load_config
+
+    saved = load_config(cell.run_dir / CONFIG).to_dict()
+    diff = sorted(
+        k for k in planned if not _resolved_later(k, planned[k]) and saved.get(k) != planned[k]
+    )
+    if diff:
+        shown = ", ".join(f"{k}: run has {saved.get(k)!r}, plan has {planned[k]!r}" for k in diff)
+        raise ConfigError(
+            f"{cell.run_dir} was trained with another config ({shown}); pass --force to retrain "
+            "the grid, or give another --out"
+        )
+
+
+def _resolved_later(key: str, value: Any) -> bool:
+    """The trainer fills in image_size and stem (from the dataset) before it saves the config."""
+    return key in _IGNORED or value is None or (key == "stem" and value == "auto")
+
+
+def run_cell(cell: Cell, *, force: bool) -> CellResult:
+    """Train, resume or reuse one cell; returns the finished run's card metrics."""
+    from abrl_deploy.training import train
+
+    t0 = time.perf_counter()
+    cfg = build_config(cell)
+    state = "empty" if force else run_state(cell.run_dir)
+    if state != "empty":
+        _check_same_config(cell, cfg.to_dict())
+    if state == "finished":
+        action = "reused"
+    elif state == "partial":
+        action = "resumed"
+        train(None, cell.run_dir, resume=True, quiet=True)
+    else:
+        action = "trained"
+        # force also when not asked: an "empty" dir may hold files of a run killed early
+        train(cfg, cell.run_dir, force=True, quiet=True)
+    card = _read_card(cell.run_dir)
+    if card is None:
+        raise ConfigError(f"{cell.run_dir}: training ended without a readable card.json")
+    return CellResult(
+        cell, action, card["metrics"], card.get("head") or {}, time.perf_counter() - t0
+    )
+
+
+def run_grid(
+    cells: list[Cell],
+    *,
+    force: bool,
+    train: bool = True,
+    progress: Callable[[Cell, int, str], None] | None = None,
+) -> list[CellResult]:
+    """Run every cell in order; ``progress(cell, index, what)`` before and after each.
+
+    With ``train=False`` only finished runs are read (after the same config check) and the
+    others are left out: a report of what a grid has so far.
+    """
+    results = []
+    for i, cell in enumerate(cells):
+        if progress:
+            progress(cell, i, "running")
+        if train or run_state(cell.run_dir) == "finished":
+            results.append(run_cell(cell, force=force))
+        if progress:
+            progress(cell, i + 1, results[-1].action if results else "missing")
+    return results
+
+
+def read_curves(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of metrics.jsonl (empty if the run has none)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
