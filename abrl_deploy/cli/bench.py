@@ -12,11 +12,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from abrl_deploy.errors import ConfigError, DependencyError
+from abrl_deploy.errors import DependencyError
 
 from .app import app, handle_errors
+from .parsing import parse_numbers
 
 VERDICT_STYLE = {"SUPPORTED": "bold green", "REFUTED": "bold red", "INCONCLUSIVE": "bold yellow"}
+
+
+def verdict_markup(verdict: str) -> str:
+    """SUPPORTED / REFUTED / INCONCLUSIVE in its colour."""
+    return f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"
 
 
 class Layout(str, Enum):
@@ -24,16 +30,10 @@ class Layout(str, Enum):
     nhwc = "nhwc"
 
 
-def _floats3(text: str | None, flag: str) -> tuple[float, float, float] | None:
+def _rgb(text: str | None, flag: str) -> tuple[float, float, float] | None:
     if text is None:
         return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise ConfigError(f"{flag} {text!r}: expected three comma-separated numbers (R,G,B)")
-    return values  # type: ignore[return-value]
+    return parse_numbers(text, flag, kind=float, n=3, example="0.485,0.456,0.406")
 
 
 @app.command()
@@ -107,8 +107,8 @@ def bench(
         backends=tuple(b.strip() for b in backend.split(",") if b.strip()) if backend else None,
         batch=batch, protocol=Protocol(warmup, min_iters, min_seconds, block), threads=threads,
         compile=compile, data_dir=str(data_dir) if data_dir else None, limit=limit, claim=claim,
-        facts=ModelFacts(input_size=input_size, mean=_floats3(mean, "--mean"),
-                         std=_floats3(std, "--std"),
+        facts=ModelFacts(input_size=input_size, mean=_rgb(mean, "--mean"),
+                         std=_rgb(std, "--std"),
                          layout=layout.value.upper() if layout else None, dataset=dataset),
     )  # fmt: skip
     console = Console()
@@ -182,7 +182,7 @@ def _print(console: Console, r: dict) -> None:
             verdicts.add_row(
                 escape(c["model"]), c["backend"], c["statistic"], f"{c['ratio']:.3f}",
                 f"[{c['low']:.3f}, {c['high']:.3f}]", f"{c['reduction']:+.1%}",
-                f"[{VERDICT_STYLE[c['verdict']]}]{c['verdict']}[/]",
+                verdict_markup(c["verdict"]),
             )  # fmt: skip
         console.print(verdicts)
     for w in r["warnings"]:

@@ -11,9 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from abrl_deploy.errors import ConfigError
-
 from .app import app, handle_errors
+from .parsing import parse_numbers
 
 
 class Format(str, Enum):
@@ -31,16 +30,6 @@ class Precision(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
     int8 = "int8"
-
-
-def parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != n:
-        raise ConfigError(f"{what} {text!r}: expected {n} comma-separated integers")
-    return values
 
 
 @app.command()
@@ -102,7 +91,7 @@ def export(
 
     spec = ExportSpec(
         run_dir=run_dir, format=format.value, precision=precision.value, out=out, opset=opset,
-        batch_range=parse_ints(batch_range, 3, "--batch-range"),
+        batch_range=parse_numbers(batch_range, "--batch-range", n=3, example="1,64,256"),
         outputs=tuple(o.strip() for o in outputs.split(",")),
         calibration_images=calibration_images, validation_images=validation_images,
         data_dir=str(data_dir) if data_dir else None, force=force, model_name=model_name,

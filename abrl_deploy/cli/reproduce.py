@@ -10,25 +10,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from abrl_deploy.errors import ConfigError
-
 from .app import app, handle_errors
-
-VERDICT_STYLE = {"SUPPORTED": "bold green", "REFUTED": "bold red", "INCONCLUSIVE": "bold yellow"}
+from .bench import verdict_markup
+from .parsing import parse_numbers
 
 
 class Preset(str, Enum):
     paper = "paper"
     cpu_small = "cpu-small"
-
-
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise ConfigError(
-            f"{flag} {text!r}: expected comma-separated integers, e.g. 0,1,2"
-        ) from None
 
 
 def _opt(help: str, *names: str) -> Any:
@@ -94,7 +83,8 @@ def reproduce(
     spec = ReproduceSpec(
         preset=preset.value,
         datasets=tuple(d.strip() for d in datasets.split(",") if d.strip()) if datasets else None,
-        data_dir=str(data_dir) if data_dir else None, seeds=_ints(seeds, "--seeds"), out=out,
+        data_dir=str(data_dir) if data_dir else None, out=out,
+        seeds=parse_numbers(seeds, "--seeds", example="0,1,2", skip_empty=True),
         resume=resume, force=force, report_only=report_only,
         overrides=tuple((k, v) for k, v in overrides.items() if v is not None),
         config_dir=config_dir, latency=latency, costs=costs, bench_seconds=bench_seconds,
@@ -130,21 +120,17 @@ def _print(console: Console, r: dict) -> None:
     for row in c["accuracy_gain"]["rows"]:
         ci = "" if row["low"] != row["low"] else f" [{row['low']:+.2f}, {row['high']:+.2f}]"
         table.add_row(f"ABRL − {row['baseline']} on {row['dataset']} (pts)",
-                      f"{row['mean']:+.2f}{ci}", _v(row["verdict"]))  # fmt: skip
+                      f"{row['mean']:+.2f}{ci}", verdict_markup(row["verdict"]))  # fmt: skip
     for row in c.get("latency", {}).get("rows", []):
         table.add_row(f"latency ratio {row['statistic']}, {row['backend']}",
                       f"{row['ratio']:.3f} [{row['low']:.3f}, {row['high']:.3f}]",
-                      _v(row["verdict"]))  # fmt: skip
+                      verdict_markup(row["verdict"]))  # fmt: skip
     if "penalty_overhead" in c:
         o = c["penalty_overhead"]
         table.add_row("penalty overhead", f"{o['mean']:+.1%} [{o['low']:+.1%}, {o['high']:+.1%}]",
-                      _v(o["verdict"]))  # fmt: skip
+                      verdict_markup(o["verdict"]))  # fmt: skip
     if "memory" in c:
         m = c["memory"]
         table.add_row("memory growth over K", f"implicit {m['growth_implicit']:+.1%}, unrolled "
-                      f"{m['growth_unrolled']:+.1%}", _v(m["verdict"]))  # fmt: skip
+                      f"{m['growth_unrolled']:+.1%}", verdict_markup(m["verdict"]))  # fmt: skip
     console.print(table)
-
-
-def _v(verdict: str) -> str:
-    return f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"
