@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -203,31 +202,10 @@ def test_require_tensorrt_trusts_tensorrt_over_cpu_torch(monkeypatch: pytest.Mon
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch = pytest.importorskip("torch")
-    nn = torch.nn
-    torch.manual_seed(0)
-    model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.BatchNorm2d(8),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(8, 10),
-    ).eval()
-    path = tmp_path_factory.mktemp("trt") / "model.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model,
-            torch.zeros(2, 3, 16, 16),
-            str(path),
-            dynamo=False,
-            input_names=["images"],
-            output_names=["logits"],
-            dynamic_axes={"images": {0: "N"}, "logits": {0: "N"}},
-            opset_version=17,
-        )
-    return path
+    """A tiny CNN, images [N,3,16,16] → logits [N,10] (dynamic N), fixed weights."""
+    from card_model import write_cnn
+
+    return write_cnn(tmp_path_factory.mktemp("trt") / "model.onnx", width=8, output="logits")
 
 
 def _images(n: int) -> np.ndarray:

@@ -190,35 +190,11 @@ def test_import_is_lazy() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Conv → ReLU → global pool → linear, images [N,3,16,16] → logits [N,10], fixed weights."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
+    """A tiny CNN, images [N,3,16,16] → logits [N,10], fixed weights."""
+    from card_model import write_cnn
 
-    rng = np.random.default_rng(0)
-
-    def init(name: str, *shape: int) -> onnx.TensorProto:
-        return numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
-
-    nodes = [
-        helper.make_node("Conv", ["images", "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
-        helper.make_node("Flatten", ["p"], ["f"]),
-        helper.make_node("Gemm", ["f", "w2", "b2"], ["logits"], transB=1),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, 16, 16])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-        [init("w1", 8, 3, 3, 3), init("b1", 8), init("w2", 10, 8), init("b2", 10)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = tmp_path_factory.mktemp("trt_runner") / "model.onnx"
-    onnx.save(model, str(path))
-    return path
+    return write_cnn(tmp_path_factory.mktemp("trt_runner") / "model.onnx", width=8,
+                     output="logits")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
