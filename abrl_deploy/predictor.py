@@ -10,6 +10,7 @@ runner holds one execution context, so its calls are serialised with a lock).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,8 @@ class Predictor:
         self._runner, self.backend, self.skipped = _open(self.path, backend, threads)
         self.card = _card(self._runner, self.path)
         self.preprocess = Preprocessor(self.card)
-        self._lock = threading.Lock() if self.backend == "trt" else None
+        # ONNX Runtime's run() is thread-safe; a TensorRT execution context is not
+        self._lock = threading.Lock() if self.backend == "trt" else contextlib.nullcontext()
         self.outputs = self._runner.output_names
 
     def __enter__(self) -> Predictor:
@@ -105,12 +107,8 @@ class Predictor:
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         parts = []
         for i in range(0, len(x), self.batch_size):
-            if self._lock is None:
-                out = self._runner.infer(x[i : i + self.batch_size])
-            else:
-                with self._lock:
-                    out = self._runner.infer(x[i : i + self.batch_size])
-            parts.append(out[name])
+            with self._lock:
+                parts.append(self._runner.infer(x[i : i + self.batch_size])[name])
         return np.concatenate(parts).astype(np.float32, copy=False)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from abrl_deploy.bench.protocol import Protocol, Timing, first_call, measure_interleaved
 from abrl_deploy.export.onnx import trace
 from abrl_deploy.export.quantize import ImageCalibrationReader, convert_fp16, quantize_int8
 from abrl_deploy.runtime import OrtRunner
@@ -26,16 +26,15 @@ from abrl_deploy.training.models import build_classifier
 
 
 def latency(path: Path, x: np.ndarray, warmup: int, iters: int, min_seconds: float) -> dict:
-    """Median and p90 of one ``infer`` call, timed with perf_counter_ns around each call."""
+    """Median and p90 of one call, by the bench's own protocol (one model, blocks of one call)."""
     with OrtRunner(path, "ort-cpu") as runner:
-        for _ in range(warmup):
-            runner.infer(x)
-        times, start = [], time.perf_counter()
-        while len(times) < iters or time.perf_counter() - start < min_seconds:
-            t0 = time.perf_counter_ns()
-            runner.infer(x)
-            times.append((time.perf_counter_ns() - t0) / 1e9)
-    return {"median_s": statistics.median(times), "p90_s": float(np.quantile(times, 0.9)),
+        staged, _ = first_call(runner, x)
+        timing = Timing(load_seconds=0.0, first_call_ms=0.0)
+        protocol = Protocol(warmup=warmup, min_iters=iters, min_seconds=min_seconds, block=1,
+                            min_blocks=3)  # fmt: skip
+        measure_interleaved({"m": runner}, {"m": staged}, {"m": timing}, protocol)
+    times = timing.samples_ms / 1e3
+    return {"median_s": float(np.median(times)), "p90_s": float(np.quantile(times, 0.9)),
             "samples": len(times)}  # fmt: skip
 
 
