@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ def run_bench(spec: BenchSpec, progress: Progress = _quiet) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="abrl-bench-") as tmp:
         sources = [_ensure_onnx(s, Path(tmp), plan, spec, progress) for s in sources]
         progress("reading the test images", None)
-        data = {s.label: eval_images(s.card, spec.data_dir, spec.limit) for s in sources}
+        data = _eval_data(sources, spec)
         results = []
         for backend in [b for b in BACKENDS if b in plan]:
             try:
@@ -71,6 +72,21 @@ def run_bench(spec: BenchSpec, progress: Progress = _quiet) -> dict[str, Any]:
         "comparisons": comparisons,
         "warnings": [w for r in results for w in r["warnings"]],
     }  # fmt: skip
+
+
+def _eval_data(sources: list[ModelSource], spec: BenchSpec) -> dict[str, tuple]:
+    """Each model's test images; models that read the same split the same way share one copy
+    (an A/B pair usually does: decoding a large test split twice is seconds wasted)."""
+    loaded: dict[str, tuple] = {}
+    data = {}
+    for s in sources:
+        c = s.card
+        key = json.dumps([c.dataset, c.num_classes, c.input_size, c.mean, c.std, c.seed, c.config.get("data_dir"),
+                          c.config.get("val_fraction"), c.config.get("limit")])  # fmt: skip
+        if key not in loaded:
+            loaded[key] = eval_images(c, spec.data_dir, spec.limit)
+        data[s.label] = loaded[key]
+    return data
 
 
 def _sources(spec: BenchSpec) -> list[ModelSource]:
