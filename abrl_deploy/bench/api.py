@@ -81,8 +81,8 @@ def _eval_data(sources: list[ModelSource], spec: BenchSpec) -> dict[str, tuple]:
     data = {}
     for s in sources:
         c = s.card
-        key = json.dumps([c.dataset, c.num_classes, c.input_size, c.mean, c.std, c.seed, c.config.get("data_dir"),
-                          c.config.get("val_fraction"), c.config.get("limit")])  # fmt: skip
+        cfg = [c.config.get(k) for k in ("data_dir", "val_fraction", "limit")]
+        key = json.dumps([c.dataset, c.num_classes, c.input_size, c.mean, c.std, c.seed, cfg])
         if key not in loaded:
             loaded[key] = eval_images(c, spec.data_dir, spec.limit)
         data[s.label] = loaded[key]
