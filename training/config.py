@@ -16,6 +16,7 @@ import yaml
 from abrl_deploy.errors import ConfigError
 
 HYPERGRADS = ("implicit", "first-order", "unrolled")
+INNER_SOLVES = ("newton", "steps")
 SOLVERS = ("cg", "exact", "neumann")
 DEVICES = ("auto", "cpu", "cuda")
 STEMS = ("auto", "cifar", "imagenet")
@@ -44,10 +45,20 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"
     amp: bool = True
+    augment: bool = True  # the dataset's random train augmentation, for every method alike
+    grad_clip: float | None = None  # clip the encoder gradient's global norm (off by default)
+    # The head every method saves: the ridge-logistic refit on all train features (the one
+    # protocol that compares methods like with like), or, when False, the method's own head.
+    head_refit: bool = True
     # ABRL (METHOD.md); lambda is a Python keyword, hence lambda_.
     hypergrad: str = "implicit"
     lambda_: float = 0.01
     penalty_norm: bool = True  # divide the penalty by D so that lambda does not depend on width
+    # The inner solve: Newton to ||grad|| <= inner_tol * ridge (what the implicit formula
+    # assumes), or the paper's inner_steps plain steps of inner_lr (the faithful replication).
+    inner_solve: str = "newton"
+    inner_tol: float = 1e-3
+    inner_max_iter: int = 50
     inner_steps: int = 5
     inner_lr: float | str = 0.001  # a float, or "auto" for 1/L from the Boehning bound
     ridge: float = 1e-3
@@ -55,7 +66,6 @@ class TrainConfig:
     cg_rtol: float = 1e-4
     cg_max_iter: int = 50
     center_features: bool = True
-    head_refit: bool = True
     # SimCLR
     pretrain_epochs: int | None = None  # None: half of epochs
     temperature: float = 0.5
@@ -89,6 +99,18 @@ def _problems(c: TrainConfig) -> list[str]:
             p.append(message)
 
     check(c.hypergrad in HYPERGRADS, f"hypergrad={c.hypergrad!r}, expected one of {HYPERGRADS}")
+    check(
+        c.inner_solve in INNER_SOLVES,
+        f"inner_solve={c.inner_solve!r}, expected one of {INNER_SOLVES}",
+    )
+    check(
+        not (c.hypergrad == "unrolled" and c.inner_solve == "newton"),
+        "hypergrad=unrolled differentiates through K gradient steps of the head; "
+        "add --inner-solve steps",
+    )
+    check(c.inner_tol > 0, f"inner_tol={c.inner_tol}, expected > 0")
+    check(c.inner_max_iter >= 1, f"inner_max_iter={c.inner_max_iter}, expected >= 1")
+    check(c.grad_clip is None or c.grad_clip > 0, f"grad_clip={c.grad_clip}, expected > 0")
     check(c.solver in SOLVERS, f"solver={c.solver!r}, expected one of {SOLVERS}")
     check(c.device in DEVICES, f"device={c.device!r}, expected one of {DEVICES}")
     check(c.stem in STEMS, f"stem={c.stem!r}, expected one of {STEMS}")

@@ -6,7 +6,7 @@ The conventions that make N processes compute what one process computes on the c
 (METHOD.md decision 10), checked in tests/training/test_ddp.py:
 
 - ``batch_size`` is the global batch. Rank r takes part r of every global batch that one process
-  would draw (:class:`RankBatchSampler`), so the rows of all ranks at a step are that batch.
+  would draw (``batches.EpochBatchSampler``), so the rows of all ranks at a step are that batch.
 - The objective is the mean over ranks of each rank's loss. An op that mixes rows of several ranks
   (:func:`gather_rows`, :func:`all_reduce_sum`, sync BatchNorm) sums, in backward, the gradients
   that every rank sends to a rank's own rows; :func:`average_gradients` then averages parameter
@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, Sampler
 
 from abrl_deploy.errors import AbrlError, ConfigError
 
@@ -286,31 +285,6 @@ def on_main(fn: Callable[[], T]) -> T:
 
 
 # --- data and BatchNorm ------------------------------------------------------------------------
-
-
-class RankBatchSampler(Sampler[list[int]]):
-    """This rank's part of every batch that ``batches`` (one process's sampler) yields.
-
-    Rank r of R takes rows ``[r * B/R, (r + 1) * B/R)`` of each global batch of B rows. Wrapping
-    the very sampler one process uses (same generator, drawn at the same moments) makes the ranks'
-    rows at each step together equal the batch one process draws, with one seeded split.
-    """
-
-    def __init__(self, batches: BatchSampler, rank: int = 0, world: int = 1) -> None:
-        if batches.batch_size % world:
-            raise ConfigError(
-                f"a batch of {batches.batch_size} rows does not split evenly over {world} "
-                f"processes; use a batch size that is a multiple of {world}"
-            )
-        self.batches, self.per_rank = batches, batches.batch_size // world
-        self.start = rank * self.per_rank
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches:
-            yield batch[self.start : self.start + self.per_rank]
 
 
 class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):

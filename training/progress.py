@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -16,8 +17,9 @@ from rich.progress import (
 
 
 class TrainProgress:
-    def __init__(self, epochs: int, steps_per_epoch: int, quiet: bool) -> None:
+    def __init__(self, epochs: int, steps_per_epoch: int, quiet: bool, warn: bool = True) -> None:
         self.epochs, self.steps_per_epoch, self.quiet = epochs, steps_per_epoch, quiet
+        self.warn = warn
         self.console = Console(stderr=True)
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
@@ -58,6 +60,9 @@ class TrainProgress:
         self.progress.update(self.task, advance=1, epoch=epoch + 1, loss=loss, speed=speed)
 
     def epoch_done(self, row: dict[str, Any]) -> None:
+        # Warnings are shown even with --quiet: they say the numbers may not mean what they seem.
+        for warning in row.get("warnings", ()) if self.warn else ():
+            self.console.print(f"[yellow]warning[/] (epoch {row['epoch']}): {escape(warning)}")
         if not self.quiet:
             self.console.print(
                 f"epoch {row['epoch']}: loss {row.get('loss', float('nan')):.4f}  "

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Subset
+from torch.utils.data import DataLoader, Subset
 
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError
 
 from . import checkpoint as ckpt
 from . import distributed
+from .batches import EpochBatchSampler, batch_sizes
 from .config import TrainConfig
 from .data import load_dataset
 from .evaluate import evaluate, topk_correct
@@ -73,20 +74,16 @@ def _global_batch(batch_size: int, n: int) -> int:
 
 
 def _loader(dataset, batch_size: int, cfg: TrainConfig, generator=None) -> DataLoader:
-    """With ``generator``: shuffled, full batches only (BatchNorm and the head system need > 1
-    row), and under torchrun this rank's part of each. Without: every row once, in order."""
+    """With ``generator``: shuffled, every row once (batches.py), and under torchrun this rank's
+    part of each batch. Without: every row once, in order."""
     if generator is None:
         size = max(2, min(batch_size, len(dataset)))
         return DataLoader(dataset, batch_size=size, num_workers=cfg.workers)
-    # The sampler one process uses, drawn from the same generator: the ranks' parts of a step
-    # together are the batch that one process draws (and one process draws what it always did).
-    batches = BatchSampler(
-        RandomSampler(dataset, generator=generator),
-        _global_batch(batch_size, len(dataset)),
-        drop_last=True,
+    _global_batch(batch_size, len(dataset))  # a clear error when the ranks cannot share a batch
+    sampler = EpochBatchSampler(
+        len(dataset), batch_size, generator, distributed.rank(), distributed.world_size()
     )
-    sampler = distributed.RankBatchSampler(batches, distributed.rank(), distributed.world_size())
-    return DataLoader(dataset, batch_sampler=sampler, generator=generator, num_workers=cfg.workers)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.workers)
 
 
 def _check_batches(cfg: TrainConfig, needs_val_batch: bool) -> None:
@@ -119,7 +116,7 @@ class Trainer:
         self.device = distributed.local_device(resolve_device(cfg.device))
         self.splits = load_dataset(
             cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed,
-            image_size=cfg.image_size, limit=cfg.limit,
+            image_size=cfg.image_size, limit=cfg.limit, augment=cfg.augment,
         )  # fmt: skip
         size = self.splits.image_size
         self.cfg = dataclasses.replace(cfg, image_size=size, stem=resolve_stem(cfg.stem, size))
@@ -143,7 +140,7 @@ class Trainer:
             self.params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
         n_train = len(self.splits.train)
-        self.steps_per_epoch = max(1, n_train // _global_batch(cfg.batch_size, n_train))
+        self.steps_per_epoch = len(batch_sizes(n_train, cfg.batch_size, distributed.world_size()))
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
             self.optimizer, T_max=cfg.epochs * self.steps_per_epoch
         )
@@ -175,7 +172,8 @@ class Trainer:
 
     def run(self) -> None:
         self._sync_replicas()
-        with TrainProgress(self.cfg.epochs, self.steps_per_epoch, self.quiet) as progress:
+        warn = distributed.is_main()  # one process speaks, even with --quiet
+        with TrainProgress(self.cfg.epochs, self.steps_per_epoch, self.quiet, warn) as progress:
             while self.epoch < self.cfg.epochs:
                 row = self._train_epoch(progress)
                 self.history.append(row)
@@ -204,6 +202,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             out = method.step((x, y), val)
             distributed.average_gradients(self.params)
+            out["grad_norm"] = self._clip_gradients()
             self.optimizer.step()
             self.scheduler.step()
             logits = out.pop("logits", None)
@@ -216,6 +215,11 @@ class Trainer:
             steps += 1
             progress.step(self.epoch, out.get("loss", float("nan")))
         return self._epoch_row(sums, steps, n, c1, c5, time.perf_counter() - t0)
+
+    def _clip_gradients(self) -> float:
+        """The global gradient norm before clipping (logged for every method); clip if asked."""
+        limit = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
+        return float(torch.nn.utils.clip_grad_norm_(self.params, limit))
 
     def _epoch_row(self, sums, steps, n, c1, c5, seconds) -> dict[str, Any]:
         self._sync_replicas()
@@ -239,6 +243,10 @@ class Trainer:
         for split in ("val", "test"):
             for k, v in self.evaluate_split(getattr(self.splits, split)).items():
                 row[f"{split}_{k}"] = v
+        diagnostics, warnings = self.method.epoch_diagnostics()
+        row.update(diagnostics)
+        if warnings:
+            row["warnings"] = warnings
         return row
 
     def _checkpoint(self) -> None:

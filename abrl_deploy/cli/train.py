@@ -33,6 +33,11 @@ class Hypergrad(str, Enum):
     unrolled = "unrolled"
 
 
+class InnerSolve(str, Enum):
+    newton = "newton"
+    steps = "steps"
+
+
 class Solver(str, Enum):
     cg = "cg"
     exact = "exact"
@@ -96,8 +101,21 @@ def train(
     lambda_: Annotated[
         float | None, _opt("Penalty weight; 0 disables [default: 0.01].", "--lambda")
     ] = None,
+    inner_solve: Annotated[
+        InnerSolve | None,
+        _opt(
+            "ABRL's inner solve: newton (to stationarity, what the implicit formula assumes) or "
+            "steps (the paper's K steps of α) [default: newton].",
+            "--inner-solve",
+        ),
+    ] = None,
+    inner_tol: Annotated[
+        float | None,
+        _opt("Newton stops at ||grad|| <= tol × ridge [default: 1e-3].", "--inner-tol"),
+    ] = None,
     inner_steps: Annotated[
-        int | None, _opt("Inner head steps K [default: 5].", "--inner-steps")
+        int | None,
+        _opt("Inner head steps K with --inner-solve steps [default: 5].", "--inner-steps"),
     ] = None,
     inner_lr: Annotated[
         str | None, _opt("Inner step α, or 'auto' (1/L) [default: 0.001].", "--inner-lr")
@@ -110,7 +128,18 @@ def train(
     ] = None,
     head_refit: Annotated[
         bool | None,
-        _opt("Refit ABRL's head on all train features.", "--head-refit/--no-head-refit"),
+        _opt(
+            "Save the ridge-logistic head refit on all train features (every method; both "
+            "heads are always evaluated) instead of the method's own head [default: refit].",
+            "--head-refit/--no-head-refit",
+        ),
+    ] = None,
+    augment: Annotated[
+        bool | None,
+        _opt("The dataset's random train augmentation [default: on].", "--augment/--no-augment"),
+    ] = None,
+    grad_clip: Annotated[
+        float | None, _opt("Clip the gradient's global norm [default: off].", "--grad-clip")
     ] = None,
     pretrain_epochs: Annotated[
         int | None, _opt("SimCLR pre-training epochs [default: half].", "--pretrain-epochs")
@@ -136,8 +165,10 @@ def train(
         "batch_size": batch_size, "lr": lr, "seed": seed, "val_fraction": val_fraction,
         "limit": limit, "device": device,
         "workers": workers, "hypergrad": hypergrad, "lambda_": lambda_,
+        "inner_solve": inner_solve, "inner_tol": inner_tol,
         "inner_steps": inner_steps, "inner_lr": inner_lr, "ridge": ridge, "solver": solver,
-        "head_refit": head_refit, "pretrain_epochs": pretrain_epochs, "amp": amp,
+        "head_refit": head_refit, "augment": augment, "grad_clip": grad_clip,
+        "pretrain_epochs": pretrain_epochs, "amp": amp,
     }  # fmt: skip
     flags = {k: (v.value if isinstance(v, Enum) else v) for k, v in flags.items() if v is not None}
     flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
@@ -160,8 +191,10 @@ def _print_result(result) -> None:
     line = f"{result.card.method} on {result.card.dataset}: test top-1 {m['test_top1']:.2f}%"
     line += f", top-5 {m['test_top5']:.2f}% ({m['epochs']} epochs, {m['train_seconds']:.1f} s)"
     console.print(line, highlight=False)
-    if head.get("source") == "refit":
-        inner = head["inner_loop_head"]["top1"]
-        console.print(
-            f"head: refit on train features (inner-loop head: {inner:.2f}%)", highlight=False
-        )
+    own, refit = head["own_head"]["top1"], head["refit_head"]["top1"]
+    saved = "refit" if head["source"] == "refit" else "own"
+    console.print(
+        f"heads on the final encoder: refit (ridge-logistic on train features) {refit:.2f}%, "
+        f"own ({head['own_head_kind']}) {own:.2f}%; saved: {saved}",
+        highlight=False,
+    )

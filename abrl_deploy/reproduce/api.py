@@ -21,7 +21,7 @@ from abrl_deploy.errors import ConfigError
 
 from . import claims, measure, paper
 from .costs import StepShape
-from .plan import BASELINES, TABLE1_VARIANTS, TABLE2_VARIANTS, ReproduceSpec, plan_grid
+from .plan import BASELINES, HEADS, TABLE1_VARIANTS, TABLE2_VARIANTS, ReproduceSpec, plan_grid
 from .runner import CellResult, build_config, read_curves, run_grid
 
 SCHEMA = "abrl.reproduce"
@@ -74,24 +74,26 @@ def _stats(values: dict[int, float]) -> dict[str, Any]:
             "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan}  # fmt: skip
 
 
-def _top1(results: list[CellResult], dataset: str, variant: str, key: str = "test_top1"):
-    return {r.cell.seed: float(r.metrics[key]) for r in results
-            if r.cell.dataset == dataset and r.cell.variant == variant}  # fmt: skip
+def _top1(results: list[CellResult], dataset: str, variant: str, head: str = "refit"):
+    """Test top-1 of ``head`` ("refit" or "own") per seed: the same head for every method,
+    whichever head a run saved (a run without that record, from an older abrl, is left out)."""
+    return {r.cell.seed: float(r.head[f"{head}_head"]["top1"]) for r in results
+            if r.cell.dataset == dataset and r.cell.variant == variant
+            and f"{head}_head" in r.head}  # fmt: skip
 
 
-def _inner_head_top1(results: list[CellResult], dataset: str) -> dict[int, float]:
-    return {r.cell.seed: float(r.head["inner_loop_head"]["top1"]) for r in results
-            if r.cell.dataset == dataset and r.cell.variant == "abrl"
-            and "inner_loop_head" in r.head}  # fmt: skip
+def _tables(spec: ReproduceSpec, results: list[CellResult], head: str) -> dict[str, Any]:
+    datasets, abl = spec.dataset_list, spec.ablation_dataset
+    table1 = {v: {d: _stats(_top1(results, d, v, head)) | {"paper": paper.TABLE1[v].get(d)}
+                  for d in datasets} for v in TABLE1_VARIANTS}  # fmt: skip
+    table2 = {v: _stats(_top1(results, abl, v, head)) | {"paper": paper.TABLE2[v]}
+              for v in TABLE2_VARIANTS}  # fmt: skip
+    return {"table1": table1, "table2": table2}
 
 
 def _report(spec: ReproduceSpec, results: list[CellResult]) -> dict[str, Any]:
     datasets = spec.dataset_list
-    table1 = {v: {d: _stats(_top1(results, d, v)) | {"paper": paper.TABLE1[v].get(d)}
-                  for d in datasets} for v in TABLE1_VARIANTS}  # fmt: skip
     abl = spec.ablation_dataset
-    table2 = {v: _stats(_top1(results, abl, v)) | {"paper": paper.TABLE2[v]}
-              for v in TABLE2_VARIANTS}  # fmt: skip
     first = next(r.cell for r in results)
     return {
         "schema": SCHEMA, "schema_version": 1, "abrl_version": __version__,
@@ -100,10 +102,12 @@ def _report(spec: ReproduceSpec, results: list[CellResult]) -> dict[str, Any]:
         "ablation_dataset": abl, "paper_ablation_dataset": paper.TABLE2_DATASET,
         "config": build_config(first).to_dict() | {"method": "(per variant)", "seed": "(per run)"},
         "overrides": dict(spec.overrides),
-        "table1": table1, "table2": table2,
-        "abrl_inner_loop_head": {d: _stats(_inner_head_top1(results, d)) for d in datasets},
+        "heads": {h: _tables(spec, results, h) for h in HEADS},
         "runs": [{"run": r.cell.name, "dir": str(r.cell.run_dir), "action": r.action,
                   "test_top1": r.metrics.get("test_top1"),
+                  "refit_top1": r.head.get("refit_head", {}).get("top1"),
+                  "own_top1": r.head.get("own_head", {}).get("top1"),
+                  "saved_head": r.head.get("source"),
                   "train_seconds": r.metrics.get("train_seconds"),
                   "curve": [{k: row.get(k) for k in ("epoch", "loss", "test_top1", "val_top1")}
                             for row in read_curves(r.cell.run_dir)]}
@@ -134,12 +138,14 @@ def _gain_claim(spec: ReproduceSpec, results: list[CellResult]) -> dict[str, Any
     floor = paper.ACCURACY_GAIN[0]
     rows = []
     for d in spec.dataset_list:
-        abrl = _top1(results, d, "abrl")
+        abrl = _top1(results, d, "abrl")  # the refit head for every method: like for like
         for base in BASELINES:
-            row = claims.accuracy_gain(abrl, _top1(results, d, base), floor=floor,
-                                       confidence=spec.confidence)  # fmt: skip
+            theirs = _top1(results, d, base)
+            if not theirs:
+                continue
+            row = claims.accuracy_gain(abrl, theirs, floor=floor, confidence=spec.confidence)
             rows.append({"dataset": d, "baseline": base, **row})
-    return {"claim": paper.CLAIMS["accuracy_gain"], "floor_points": floor,
+    return {"claim": paper.CLAIMS["accuracy_gain"], "floor_points": floor, "head": "refit",
             "rule": claims.GAIN_RULE.format(conf=spec.confidence, floor=floor),
             "rows": rows, "verdict": claims.overall([r["verdict"] for r in rows])}  # fmt: skip
 
@@ -165,8 +171,9 @@ def _lat(r: dict[str, Any]) -> dict[str, Any]:
 
 
 # The ABRL fields of the grid's config that the timed steps use too (all but lambda).
-_STEP_FIELDS = ("hypergrad", "inner_steps", "inner_lr", "ridge", "solver", "cg_rtol",
-                "cg_max_iter", "center_features", "penalty_norm")  # fmt: skip
+_STEP_FIELDS = ("hypergrad", "inner_solve", "inner_tol", "inner_max_iter", "inner_steps",
+                "inner_lr", "ridge", "solver", "cg_rtol", "cg_max_iter", "center_features",
+                "penalty_norm")  # fmt: skip
 
 
 def _overhead_claim(spec: ReproduceSpec, shape: StepShape, cfg) -> dict[str, Any]:

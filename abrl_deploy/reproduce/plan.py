@@ -22,13 +22,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "finetune": {"method": "finetune"},
     "simclr": {"method": "simclr"},
     "abrl": {"method": "abrl"},
+    # the paper's inner loop: K plain steps of α before the implicit step (the preset's K and α)
+    "abrl-k-steps": {"method": "abrl", "inner_solve": "steps"},
     "abrl-no-penalty": {"method": "abrl", "lambda_": 0.0},
     "abrl-first-order": {"method": "abrl", "hypergrad": "first-order"},
     "joint": {"method": "joint"},
 }
-TABLE1_VARIANTS = ("finetune", "simclr", "abrl")
-TABLE2_VARIANTS = ("abrl", "abrl-no-penalty", "abrl-first-order", "joint")
-BASELINES = ("finetune", "simclr")
+TABLE1_VARIANTS = ("finetune", "simclr", "abrl", "abrl-k-steps")
+TABLE2_VARIANTS = ("abrl", "abrl-k-steps", "abrl-no-penalty", "abrl-first-order", "joint")
+BASELINES = ("finetune", "simclr", "joint")  # joint runs on the ablation dataset only
+# The heads a run records (training/methods/base.py): the refit compares methods like for like.
+HEADS = ("refit", "own")
 
 
 @dataclass(frozen=True)

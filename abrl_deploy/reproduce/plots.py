@@ -31,11 +31,12 @@ def write_plots(report: dict[str, Any], out: Path) -> list[str]:
 
 def _accuracy(plt, r: dict[str, Any]):
     """Top-1 per method and dataset, error bars one std over seeds; the ablation on the right."""
-    groups = [(d, r["table1"], list(r["table1"])) for d in r["datasets"]]
+    t1 = r["heads"]["refit"]["table1"]  # the like-for-like head
+    groups = [(d, t1, list(t1)) for d in r["datasets"]]
     fig, axes = plt.subplots(1, len(groups) + 1, figsize=(4 * (len(groups) + 1), 3.5))
     for ax, (d, table, variants) in zip(axes, groups, strict=False):
         _bars(ax, variants, [table[v][d] for v in variants], f"Table 1: {d}")
-    t2 = r["table2"]
+    t2 = r["heads"]["refit"]["table2"]
     _bars(axes[-1], list(t2), [t2[v] for v in t2], f"Table 2: {r['ablation_dataset']}")
     return fig
 

@@ -59,13 +59,15 @@ def test_methods_differ_only_in_their_own_fields(tmp_path):
 
     spec = ReproduceSpec(seeds=(3,), out=tmp_path, overrides=(("epochs", 2),))
     configs = {c.variant: build_config(c).to_dict() for c in plan_grid(spec)}
-    own = {"method", "lambda_", "hypergrad"}
+    own = {"method", "lambda_", "hypergrad", "inner_solve"}
     for variant, cfg in configs.items():
         assert cfg["seed"] == 3 and cfg["epochs"] == 2, variant
         same = {k: v for k, v in cfg.items() if k not in own}
         assert same == {k: v for k, v in configs["abrl"].items() if k not in own}, variant
     assert configs["abrl-no-penalty"]["lambda_"] == 0.0
     assert configs["abrl-first-order"]["hypergrad"] == "first-order"
+    assert configs["abrl-k-steps"]["inner_solve"] == "steps"
+    assert configs["abrl"]["inner_solve"] == "newton"
     assert configs["joint"]["method"] == "joint" and configs["simclr"]["method"] == "simclr"
 
 
@@ -157,10 +159,13 @@ def test_latency_rows_come_from_the_bench_comparisons():
 
 # ---- end to end: a failure in the middle, then --resume -----------------------------------------
 
-# Constructed accuracies: ABRL beats fine-tune by exactly 4 points and SimCLR by exactly 0.5 at
-# every seed, so the gain verdicts must be SUPPORTED and REFUTED.
-TOP1 = {"finetune": 80.0, "simclr": 83.5, "abrl": 84.0, "abrl-no-penalty": 82.0,
-        "abrl-first-order": 81.0, "joint": 79.0}  # fmt: skip
+# Constructed refit-head accuracies: ABRL beats fine-tune by exactly 4 points, SimCLR by exactly
+# 0.5 and joint by 3.5 at every seed, so the gain verdicts must be SUPPORTED, REFUTED, SUPPORTED.
+TOP1 = {"finetune": 80.0, "simclr": 83.5, "abrl": 84.0, "abrl-k-steps": 82.5,
+        "abrl-no-penalty": 82.0, "abrl-first-order": 81.0, "joint": 80.5}  # fmt: skip
+# Own heads far from the refit ones, above it for the baselines and below it for ABRL: a report
+# that took one method's own head and another's refit head would change every verdict above.
+OWN_SHIFT = {"finetune": +10.0, "simclr": +10.0, "joint": +10.0}
 
 
 def _variant(cfg) -> str:
@@ -168,6 +173,8 @@ def _variant(cfg) -> str:
         return cfg.method
     if cfg.lambda_ == 0:
         return "abrl-no-penalty"
+    if cfg.inner_solve == "steps":
+        return "abrl-k-steps"
     return "abrl-first-order" if cfg.hypergrad == "first-order" else "abrl"
 
 
@@ -182,12 +189,15 @@ def _fake_train(cfg, run_dir, *, force=False, resume=False, quiet=False):
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
     top1 = TOP1[_variant(cfg)] + cfg.seed
+    own = top1 + OWN_SHIFT.get(_variant(cfg), -30.0)
     (run_dir / "state.pt").write_bytes(b"state")
-    row = {"epoch": 1, "loss": 1.0, "test_top1": top1, "val_top1": top1}
+    row = {"epoch": 1, "loss": 1.0, "test_top1": own, "val_top1": own}
     (run_dir / "metrics.jsonl").write_text(json.dumps(row) + "\n")
     (run_dir / "model.safetensors").write_bytes(b"weights")
-    card = {"metrics": {"test_top1": top1, "train_seconds": 0.1}, "input_size": 8,
-            "head": {"inner_loop_head": {"top1": top1 - 30}}}  # fmt: skip
+    # The saved head is the own one here: the tables must still read the refit record.
+    card = {"metrics": {"test_top1": own, "train_seconds": 0.1}, "input_size": 8,
+            "head": {"source": "own", "own_head": {"top1": own},
+                     "refit_head": {"top1": top1}}}  # fmt: skip
     (run_dir / "card.json").write_text(json.dumps(card))
 
 
@@ -232,7 +242,7 @@ def test_interrupted_grid_resumes_without_retraining(config_dir, tmp_path, monke
     calls.clear()
     second = _cli(config_dir, out, "--resume", "--no-latency", "--no-costs")
     assert second.exit_code == 0, second.output
-    assert len(calls) == 12 - 2  # two reused, one resumed, nine trained
+    assert len(calls) == 14 - 2  # two reused, one resumed, eleven trained
     assert [c for c in calls if c[1]] == [(str(done[2].relative_to(out / "runs")), True)]
     assert {d: (d / "model.safetensors").stat().st_mtime_ns for d in done[:2]} == mtimes
     report = json.loads((out / "reproduce.json").read_text())
@@ -253,11 +263,15 @@ def test_interrupted_grid_resumes_without_retraining(config_dir, tmp_path, monke
     reproduce(spec)
     assert calls == []
     r = _check_report(out, latency=False, ks=[1, 3], rounds=3)
-    assert r["table1"]["abrl"]["digits"]["mean"] == 84.5
-    assert r["table1"]["abrl"]["digits"]["std"] == pytest.approx(math.sqrt(0.5))
-    assert r["table2"]["joint"]["mean"] == 79.5
-    assert [x["verdict"] for x in r["claims"]["accuracy_gain"]["rows"]] == [S, R]
-    assert [x["mean"] for x in r["claims"]["accuracy_gain"]["rows"]] == [4.0, 0.5]
+    refit, own = r["heads"]["refit"], r["heads"]["own"]
+    assert refit["table1"]["abrl"]["digits"]["mean"] == 84.5
+    assert refit["table1"]["abrl"]["digits"]["std"] == pytest.approx(math.sqrt(0.5))
+    assert refit["table1"]["finetune"]["digits"]["mean"] == 80.5
+    assert refit["table2"]["joint"]["mean"] == 81.0
+    assert own["table1"]["abrl"]["digits"]["mean"] == 54.5
+    assert own["table1"]["finetune"]["digits"]["mean"] == 90.5
+    assert [x["verdict"] for x in r["claims"]["accuracy_gain"]["rows"]] == [S, R, S]
+    assert [x["mean"] for x in r["claims"]["accuracy_gain"]["rows"]] == [4.0, 0.5, 3.5]
 
 
 def test_a_run_of_another_config_is_not_reused(config_dir, tmp_path, monkeypatch):
@@ -287,9 +301,9 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(
     assert r.exit_code == 0, r.output
     report = json.loads((out / "reproduce.json").read_text())
     assert report["missing"] == ["digits/abrl/seed1"]
-    assert report["table1"]["abrl"]["digits"]["n"] == 1
-    assert report["table1"]["abrl"]["digits"]["std"] is None  # NaN written as null
-    assert [x["seeds"] for x in report["claims"]["accuracy_gain"]["rows"]] == [[0], [0]]
+    assert report["heads"]["refit"]["table1"]["abrl"]["digits"]["n"] == 1
+    assert report["heads"]["refit"]["table1"]["abrl"]["digits"]["std"] is None  # NaN as null
+    assert [x["seeds"] for x in report["claims"]["accuracy_gain"]["rows"]] == [[0], [0], [0]]
     assert "digits/abrl/seed1" in (out / "reproduce.md").read_text()
 
 
@@ -309,15 +323,18 @@ def test_real_grid_end_to_end(config_dir, tmp_path):
 
 def _check_report(out: Path, latency: bool, ks: list[int], rounds: int) -> dict:
     r = json.loads((out / "reproduce.json").read_text())
-    assert list(r["table1"]) == list(TABLE1_VARIANTS)
-    assert list(r["table2"]) == list(TABLE2_VARIANTS)
-    for v in TABLE1_VARIANTS:
-        cell = r["table1"][v]["digits"]
-        assert cell["n"] == 2 and set(cell["seeds"]) == {"0", "1"} and cell["paper"] is None
-    assert r["table2"]["abrl"]["paper"] == 81.9 and r["table2"]["joint"]["n"] == 2
+    for head in ("refit", "own"):
+        tables = r["heads"][head]
+        assert list(tables["table1"]) == list(TABLE1_VARIANTS)
+        assert list(tables["table2"]) == list(TABLE2_VARIANTS)
+        for v in TABLE1_VARIANTS:
+            cell = tables["table1"][v]["digits"]
+            assert cell["n"] == 2 and set(cell["seeds"]) == {"0", "1"} and cell["paper"] is None
+        assert tables["table2"]["abrl"]["paper"] == 81.9 and tables["table2"]["joint"]["n"] == 2
     gain = r["claims"]["accuracy_gain"]
+    assert gain["head"] == "refit"
     assert [(x["dataset"], x["baseline"]) for x in gain["rows"]] == [
-        ("digits", "finetune"), ("digits", "simclr")]  # fmt: skip
+        ("digits", "finetune"), ("digits", "simclr"), ("digits", "joint")]  # fmt: skip
     for row in gain["rows"]:  # each verdict follows from its own interval
         assert row["verdict"] == claims.gain_verdict(row["low"], row["high"])
     o, m = r["claims"]["penalty_overhead"], r["claims"]["memory"]
@@ -325,7 +342,16 @@ def _check_report(out: Path, latency: bool, ks: list[int], rounds: int) -> dict:
     assert len(o["per_round"]) == rounds and m["ks"] == ks
     assert m["verdict"] == S  # counted bytes: implicit flat, unrolled linear in K
     md = (out / "reproduce.md").read_text()
-    for part in ("Table 1", "Table 2", "81.9", "Rules:", "Student-t"):
+    for part in (
+        "Table 1",
+        "Table 2",
+        "81.9",
+        "Rules:",
+        "Student-t",
+        "refit head, every method",
+        "each method's own head",
+        "the paper's inner loop",
+    ):
         assert part in md
     names = ["accuracy.png", "curves.png"] + (["latency.png"] if latency else [])
     for name in names:

@@ -22,7 +22,7 @@ def tiny_method(**cfg_changes):
     encoder = nn.Sequential(nn.Flatten(), nn.Linear(12, D), nn.Tanh())
     model = Classifier(encoder, D, C).double()
     values = dict(method="abrl", solver="exact", lambda_=0.3, inner_steps=4, inner_lr=0.5,
-                  penalty_norm=False)  # fmt: skip
+                  penalty_norm=False, inner_solve="steps")  # fmt: skip
     cfg = TrainConfig(**{**values, **cfg_changes})
     return get_method("abrl")(cfg, model, None, torch.device("cpu"))
 
@@ -43,17 +43,32 @@ def generic_hypergrad(method, W0, b0, tr, val):
     z = method.model.forward_features(torch.cat([x_tr, x_val]))
     z_tr, z_val = z[:10], z[10:]
     m = z_tr.detach().mean(0)
+
+    def split(p):
+        return p[: C * D].view(C, D), p[C * D :]
+
+    def inner(p):
+        return hg.inner_loss((z_tr - m).detach(), y_tr, *split(p), method.cfg.ridge)
+
     W, b = W0.clone(), b0.clone()
-    for _ in range(method.cfg.inner_steps):  # the inner steps, by autograd
+    if method.cfg.inner_solve == "newton":  # dense Newton, autograd's Hessian, step halving
+        p = torch.cat([W.flatten(), b])
+        for _ in range(60):
+            g = torch.autograd.functional.jacobian(inner, p)
+            d = torch.linalg.solve(torch.autograd.functional.hessian(inner, p), g)
+            t = 1.0
+            while inner(p - t * d) > inner(p) and t > 1e-6:
+                t /= 2
+            p = p - t * d
+        assert torch.autograd.functional.jacobian(inner, p).norm() < 1e-12
+        W, b = split(p.detach())
+    for _ in range(method.cfg.inner_steps if method.cfg.inner_solve == "steps" else 0):
         Wr, br = W.requires_grad_(), b.requires_grad_()
         gW, gb = torch.autograd.grad(
             hg.inner_loss((z_tr - m).detach(), y_tr, Wr, br, method.cfg.ridge), [Wr, br]
         )
         W, b = (W - 0.5 * gW).detach(), (b - 0.5 * gb).detach()
     phi = torch.cat([W.flatten(), b]).requires_grad_()
-
-    def split(p):
-        return p[: C * D].view(C, D), p[C * D :]
 
     hess = torch.autograd.functional.hessian(
         lambda p: hg.inner_loss((z_tr - m).detach(), y_tr, *split(p), method.cfg.ridge),
@@ -71,8 +86,9 @@ def generic_hypergrad(method, W0, b0, tr, val):
     return [d - mx for d, mx in zip(direct, mixed, strict=True)], (W, b)
 
 
-def test_fused_step_equals_generic_two_backward_implementation():
-    method = tiny_method()
+@pytest.mark.parametrize("inner_solve", ["steps", "newton"])
+def test_fused_step_equals_generic_two_backward_implementation(inner_solve):
+    method = tiny_method(inner_solve=inner_solve, inner_tol=1e-9)
     for seed in range(3):  # several steps: the head and v persist between them
         tr, val = batches(seed)
         W0, b0 = method.W.clone(), method.b.clone()
@@ -80,8 +96,10 @@ def test_fused_step_equals_generic_two_backward_implementation():
         method.model.zero_grad()
         method.step(tr, val)
         got = [p.grad for p in method.model.encoder.parameters()]
+        # Newton stops at ||grad|| <= 1e-12, not at the exact optimum: 1e-6 relative.
+        rtol = 1e-7 if inner_solve == "steps" else 1e-6
         for e, g in zip(expected, got, strict=True):
-            torch.testing.assert_close(g, e, rtol=1e-7, atol=1e-10)
+            torch.testing.assert_close(g, e, rtol=rtol, atol=1e-10)
         torch.testing.assert_close(method.W, W)
         torch.testing.assert_close(method.b, b)
 
@@ -107,7 +125,7 @@ def test_head_persists_and_residual_is_logged():
     state = method.state_dict()
     fresh = tiny_method()
     fresh.load_state_dict(state)
-    assert torch.equal(fresh.W, method.W) and torch.equal(fresh.v[0], method.v[0])
+    assert torch.equal(fresh.W, method.W) and torch.equal(fresh.b, method.b)
 
 
 def test_config_rejects_non_positive_ridge():

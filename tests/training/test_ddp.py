@@ -24,6 +24,7 @@ from abrl_deploy import atomic
 from abrl_deploy.cli import app
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.training import TrainConfig, distributed, train
+from abrl_deploy.training.batches import EpochBatchSampler
 from abrl_deploy.training.checkpoint import RUN_FILES, load_classifier
 from abrl_deploy.training.methods import base as method_base
 from abrl_deploy.training.methods import get_method
@@ -210,17 +211,17 @@ def test_without_gathering_the_gradient_is_wrong(step_results, name):
 
 
 def test_rank_batches_together_are_one_process_batches():
-    def batches(rank: int, world: int) -> list[list[int]]:
+    def batches(rank: int, world: int, n: int = 22) -> list[list[int]]:
         g = torch.Generator().manual_seed(3)
-        sampler = torch.utils.data.RandomSampler(range(21), generator=g)
-        full = torch.utils.data.BatchSampler(sampler, 6, drop_last=True)
-        return list(distributed.RankBatchSampler(full, rank, world))
+        return list(EpochBatchSampler(n, 6, g, rank, world))
 
     one = batches(0, 1)
-    assert len(one) == 3 and all(len(b) == 6 for b in one)
+    assert [len(b) for b in one] == [6, 6, 6, 4]  # the last partial batch is kept
+    assert sorted(i for b in one for i in b) == list(range(22))
     assert [a + b for a, b in zip(batches(0, 2), batches(1, 2), strict=True)] == one
-    with pytest.raises(ConfigError, match="multiple of 4"):
-        batches(0, 4)
+    # Four processes: batches of 4 (6 cut to a multiple of 4), the 2 left over are dropped.
+    four = [sum(parts, []) for parts in zip(*(batches(r, 4) for r in range(4)), strict=True)]
+    assert [len(b) for b in four] == [4] * 5
 
 
 def test_batch_sizes_must_split_over_processes(monkeypatch):

@@ -15,7 +15,8 @@ from abrl_deploy.card import ModelCard
 from abrl_deploy.cli import app
 from abrl_deploy.cli.train import DATASETS, METHODS
 from abrl_deploy.training.checkpoint import RUN_FILES, load_classifier
-from abrl_deploy.training.data import DATASET_NAMES
+from abrl_deploy.training.data import DATASET_NAMES, load_dataset
+from abrl_deploy.training.evaluate import evaluate
 from abrl_deploy.training.methods import method_names
 
 FAST = ["--epochs", "1", "--batch-size", "8", "--image-size", "16", "--quiet", "--device", "cpu"]
@@ -26,25 +27,45 @@ def train(out, *args: str):
     return runner.invoke(app, ["train", "--out", str(out), *FAST, *args])
 
 
-def check_run_dir(out, method: str, num_classes: int) -> ModelCard:
+def check_run_dir(out, method: str, num_classes: int, epochs: int = 1) -> ModelCard:
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
     card = ModelCard.load(out / "card.json")
     assert card.method == method and card.num_classes == num_classes
     assert card.input_size == 16 and card.preprocessing["eval"]["crop"] == 16
     assert set(card.data_splits) == {"train", "val", "test"}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1]
-    assert {"loss", "train_top1", "val_top1", "test_top1", "test_top5", "seconds"} <= set(rows[0])
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+    for row in rows[-1:] if method == "simclr" else rows:  # pre-training has no train top-1
+        assert {"loss", "train_top1", "val_top1", "test_top1", "test_top5", "seconds"} <= set(row)
     assert yaml.safe_load((out / "config.yaml").read_text())["method"] == method
     weights = load_file(str(out / "model.safetensors"))
     assert weights["head.weight"].shape == (num_classes, 512)
     state = torch.load(out / "state.pt", weights_only=True)
-    assert state["epoch"] == 1
+    assert state["epoch"] == epochs
+    # Both heads are recorded for every method, and the card says which one was saved.
+    head = card.head
+    assert head["source"] in ("refit", "own") and head["own_head_kind"]
+    for kind in ("own_head", "refit_head"):
+        assert set(head[kind]) == {"top1", "top5", "loss"}
+    assert head["refit"]["iterations"] >= 1 and head["refit"]["rows"] == card.data_splits["train"]
+    assert card.metrics["test_top1"] == head[f"{head['source']}_head"]["top1"]
     # The saved model reproduces the card's test accuracy: the files agree with each other.
     model, _ = load_classifier(out)
-    assert 0.0 <= card.metrics["test_top1"] <= 100.0
     assert model.head.weight.shape == (num_classes, 512)
+    assert _test_top1(model, card) == pytest.approx(card.metrics["test_top1"], abs=1e-9)
     return card
+
+
+def _test_top1(model, card: ModelCard) -> float:
+    c = card.config
+    splits = load_dataset(c["dataset"], c["data_dir"], val_fraction=c["val_fraction"],
+                          seed=c["seed"], image_size=c["image_size"], limit=c["limit"])  # fmt: skip
+    loader = torch.utils.data.DataLoader(splits.test, batch_size=64)
+    return evaluate(model, loader, torch.device("cpu"))["top1"]
+
+
+def _rows(out) -> list[dict]:
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
 def test_cli_names_match_registries():
@@ -60,27 +81,68 @@ def test_each_method_trains_on_digits(tmp_path, method):
         extra = ["--limit", "40", "--epochs", "2", "--pretrain-epochs", "1"]
     result = train(out, "--method", method, *extra)
     assert result.exit_code == 0, result.output
-    card = check_run_dir(out, method, 10) if method != "simclr" else None
+    card = check_run_dir(out, method, 10, epochs=2 if method == "simclr" else 1)
+    assert card.head["source"] == "refit"
+    rows = _rows(out)
+    if method == "simclr":  # pre-training epoch, then fine-tuning: both logged
+        assert "nt_xent" in rows[0] and "nt_xent" not in rows[1] and "ce" in rows[1]
     if method == "abrl":
-        assert card.head["source"] == "refit"
-        assert "top1" in card.head["inner_loop_head"]
-        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-        assert rows[0]["inner_residual"] > 0 and rows[0]["cg_iterations"] >= 1
-    assert "test top-1" in result.output
+        d = rows[0]["hypergrad_diagnostics"]
+        assert rows[0]["inner_residual"] > 0 and d["cg_iterations"]["median"] >= 1
+        assert d["newton_iterations"]["max"] >= 1 and d["inner_residual_over_ridge"]["max"] <= 1e-3
+    assert "test top-1" in result.output and "heads on the final encoder: refit" in result.output
+
+
+def _diagnostics(out) -> dict:
+    return _rows(out)[0]["hypergrad_diagnostics"]
+
+
+def _check_first_order(out, card):
+    d = _diagnostics(out)
+    assert "cg_iterations" not in d and d["newton_iterations"]["max"] >= 1
+
+
+def _check_unrolled(out, card):
+    d, row = _diagnostics(out), _rows(out)[0]
+    assert "cg_iterations" not in d and "newton_iterations" not in d and row["inner_lr"] > 0
+
+
+def _check_exact_own_head(out, card):
+    d = _diagnostics(out)
+    assert d["cg_iterations"]["max"] == 0 and d["cg_residual"]["max"] < 1e-3  # fp32 solve
+    assert card.head["source"] == "own"
+    assert card.metrics["test_top1"] == card.head["own_head"]["top1"]
+
+
+def _check_neumann_no_penalty(out, card):
+    d = _diagnostics(out)
+    assert d["cg_iterations"]["median"] == card.config["cg_max_iter"]  # a series, no stopping
+    assert card.config["lambda_"] == 0.0
+
+
+def _check_paper_inner_loop(out, card):
+    d, row = _diagnostics(out), _rows(out)[0]
+    assert "newton_iterations" not in d and row["inner_lr"] > 0 and d["cg_iterations"]["max"] >= 1
 
 
 @pytest.mark.parametrize(
-    "variant",
+    "variant, check",
     [
-        ["--hypergrad", "first-order"],
-        ["--hypergrad", "unrolled", "--inner-steps", "3"],
-        ["--solver", "exact", "--no-head-refit"],
-        ["--solver", "neumann", "--inner-lr", "auto", "--lambda", "0"],
+        (["--hypergrad", "first-order"], _check_first_order),
+        (["--hypergrad", "unrolled", "--inner-solve", "steps", "--inner-steps", "3"],
+         _check_unrolled),
+        (["--solver", "exact", "--no-head-refit"], _check_exact_own_head),
+        (["--solver", "neumann", "--inner-lr", "auto", "--lambda", "0"],
+         _check_neumann_no_penalty),
+        (["--inner-solve", "steps", "--inner-lr", "auto"], _check_paper_inner_loop),
     ],
-)
-def test_abrl_variants(tmp_path, variant):
-    result = train(tmp_path / "run", "--method", "abrl", "--limit", "30", *variant)
+)  # fmt: skip
+def test_abrl_variants(tmp_path, variant, check):
+    """Each variant runs its own path, observable in what its steps record."""
+    out = tmp_path / "run"
+    result = train(out, "--method", "abrl", "--limit", "30", *variant)
     assert result.exit_code == 0, result.output
+    check(out, ModelCard.load(out / "card.json"))
 
 
 @pytest.mark.parametrize(
@@ -123,6 +185,8 @@ def test_existing_run_is_not_overwritten_without_force(tmp_path):
         (["--dataset", "cifar100", "--data-dir", "/nonexistent/x"], "/nonexistent/x"),
         (["--pretrained", "/nonexistent/w.pt"], "/nonexistent/w.pt"),
         (["--inner-lr", "fast"], "inner_lr"),
+        (["--hypergrad", "unrolled"], "--inner-solve steps"),
+        (["--grad-clip", "0"], "grad_clip"),
         (["--limit", "12", "--val-fraction", "0.05"], "at least 2 validation images"),
         (["--config", "/nonexistent/c.yaml"], "/nonexistent/c.yaml"),
     ],

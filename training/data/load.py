@@ -46,6 +46,7 @@ def load_dataset(
     seed: int = 0,
     image_size: int | None = None,
     limit: int | None = None,
+    augment: bool = True,
 ) -> DataSplits:
     """Load ``name`` from its official layout under ``data_dir`` (never downloaded).
 
@@ -54,6 +55,8 @@ def load_dataset(
         seed: the run seed; it only decides the validation carve-out.
         image_size: square input size; defaults to the dataset's own.
         limit: keep at most this many train-pool and this many test images (smoke runs, tests).
+        augment: the dataset's random train augmentation; without it, train images get the
+            eval transform (the same for every method of a comparison).
     """
     _check_args(val_fraction, image_size, limit)
     spec = get_dataset_spec(name)
@@ -66,7 +69,9 @@ def load_dataset(
     train_rows, val_rows = pool[kept], pool[held]
 
     evaluate = eval_transform(spec, size)
-    train = ImageDataset(raw.train, train_rows, train_transform(spec, size))
+    train = ImageDataset(
+        raw.train, train_rows, train_transform(spec, size) if augment else evaluate
+    )
     return DataSplits(
         name=spec.name,
         class_names=raw.class_names,
@@ -77,18 +82,18 @@ def load_dataset(
         train_eval=train.with_transform(evaluate),
         val=ImageDataset(raw.train, val_rows, evaluate),
         test=ImageDataset(raw.test, test_rows, evaluate),
-        preprocessing=_describe(spec, size, val_fraction, seed, limit),
+        preprocessing=_describe(spec, size, val_fraction, seed, limit, augment),
         split_sizes={"train": len(train_rows), "val": len(val_rows), "test": len(test_rows)},
     )
 
 
 def _describe(
-    spec: DatasetSpec, size: int, val_fraction: float, seed: int, limit: int | None
+    spec: DatasetSpec, size: int, val_fraction: float, seed: int, limit: int | None, augment: bool
 ) -> dict[str, Any]:
     return {
         "source": spec.source,
         "eval": describe_eval(spec, size),
-        "train_augmentation": describe_train_augmentation(spec, size),
+        "train_augmentation": describe_train_augmentation(spec, size) if augment else [],
         "split": {
             "val": f"stratified {val_fraction:g} of the train pool, seed {seed}",
             "test": spec.test_split,

@@ -27,6 +27,7 @@ class Method:
     # Under torchrun, normalise BatchNorm over the rows of all ranks: losses that couple the rows
     # of a batch then see the batch one process would see.
     sync_batchnorm: ClassVar[bool] = False
+    own_head_kind: ClassVar[str] = "trained with the encoder by SGD"
 
     def __init__(self, cfg: TrainConfig, model: Classifier, splits: Any, device: torch.device):
         self.cfg = cfg
@@ -51,14 +52,38 @@ class Method:
         """Make ``model.head`` the head this method would deploy (ABRL keeps its own head)."""
 
     def finalize(self, train_eval_loader: Any, evaluate: Any) -> dict[str, Any]:
-        """Last work before the run is saved; returns what the card records under ``head``."""
-        return {"source": "trained"}
+        """Evaluate both heads on the final encoder and keep the one the config asks for.
+
+        Every method gets the same ridge-logistic refit (same ridge, same train features, same
+        solver, from zero), so a comparison of methods on the refit head is like for like; the
+        method's own head is recorded beside it. Returns what the card records under ``head``.
+        """
+        from .head_refit import refit_model_head
+
+        self.sync_head()
+        own = evaluate()
+        own_state = {k: t.clone() for k, t in self.model.head.state_dict().items()}
+        fit = refit_model_head(self.model, train_eval_loader, self.device, self.cfg)
+        refit = evaluate()
+        if not self.cfg.head_refit:
+            self.model.head.load_state_dict(own_state)
+        return {
+            "source": "refit" if self.cfg.head_refit else "own",
+            "own_head_kind": self.own_head_kind,
+            "own_head": own,
+            "refit_head": refit,
+            "refit": fit,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
+
+    def epoch_diagnostics(self) -> tuple[dict[str, Any], list[str]]:
+        """Per-epoch summaries of what each step recorded, and warnings; resets the records."""
+        return {}, []
 
     def autocast(self) -> Any:
         """bf16 autocast on CUDA when amp is on; a no-op on CPU."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader
 
+from .. import distributed
 from . import hypergrad as hg
 
 
@@ -42,3 +43,28 @@ def refit_head(z, y, W0, b0, ridge: float, max_iter: int = 500):
     opt.step(closure)
     iters = opt.state[opt._params[0]].get("n_iter", 0)
     return W.detach().float(), b.detach().float(), int(iters)
+
+
+def refit_model_head(model, loader: DataLoader, device: torch.device, cfg) -> dict:
+    """Replace ``model.head`` by the ridge-logistic optimum on the features of ``loader``.
+
+    Features are centred on their mean (folded into the bias) as ABRL's head sees them; the
+    solve starts from zero so every method gets the identical problem and solver. Under torchrun
+    rank 0 solves and hands the head to the others. Returns what the card records of the fit.
+    """
+
+    def solve():
+        z, y = extract_features(model, loader, device)
+        m = z.mean(0) if cfg.center_features else torch.zeros(z.shape[1])
+        c = model.num_classes
+        W, b, iters = refit_head(z - m, y, torch.zeros(c, z.shape[1]), torch.zeros(c), cfg.ridge)
+        gW, gb = hg.inner_grad((z - m).double(), y, W.double(), b.double(), cfg.ridge)
+        residual = torch.cat([gW.flatten(), gb]).norm().item()
+        return W, b - W @ m, iters, residual
+
+    W, b, iters, residual = distributed.on_main(solve)
+    with torch.no_grad():
+        model.head.weight.copy_(W.to(model.head.weight))
+        model.head.bias.copy_(b.to(model.head.bias))
+    return {"ridge": cfg.ridge, "rows": len(loader.dataset), "centered": cfg.center_features,
+            "iterations": iters, "gradient_norm": residual}  # fmt: skip

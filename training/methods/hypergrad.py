@@ -117,7 +117,7 @@ def _norm(a: Pair) -> float:
     return math.sqrt(_dot(a, a).item())
 
 
-def _check_ridge(ridge: float) -> None:
+def check_ridge(ridge: float) -> None:
     if not ridge > 0:
         raise ConfigError(
             f"head ridge {ridge:g} must be > 0: without it the head Hessian is singular on "
@@ -149,7 +149,7 @@ def solve_cg(
 
     ``x0`` warm-starts from the previous solve (the head moves little between outer steps).
     """
-    _check_ridge(ridge)
+    check_ridge(ridge)
     with torch.no_grad():
         z, probs, gW, gb = _detach_all(z, probs, *g)
         g = (gW, gb)
@@ -187,7 +187,7 @@ def _dense_hessian(z: Tensor, probs: Tensor, ridge: float) -> Tensor:
 
 def solve_exact(z: Tensor, probs: Tensor, g: Pair, ridge: float) -> SolveResult:
     """Dense direct solve of ``H v = g`` (``iterations`` is 0). For small ``C * (D + 1)`` only."""
-    _check_ridge(ridge)
+    check_ridge(ridge)
     C, D = g[0].shape
     size = C * (D + 1)
     if size > MAX_EXACT_SIZE:
@@ -213,7 +213,7 @@ def solve_neumann(
     but ``g`` has no component there, so the rate that matters is set by the next eigenvalue.)
     A diverging series is returned as is; its residual says so.
     """
-    _check_ridge(ridge)
+    check_ridge(ridge)
     with torch.no_grad():
         z, probs, gW, gb = _detach_all(z, probs, *g)
         term = (gW, gb)

@@ -1,0 +1,65 @@
+"""Per-step records of ABRL's inner solve and linear solve, summarised once per epoch.
+
+The implicit hypergradient is exact only at a stationary head with H v = g solved; these records
+say, with numbers, how often a run met those assumptions (METHOD.md decision 3, amended).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+# A head whose gradient norm is above the ridge μ is not stationary in any useful sense: there
+# the implicit feature gradient was 14-43× too large on real features (METHOD.md).
+NONSTATIONARY_RATIO = 1.0
+
+_KEYS = ("inner_residual_over_ridge", "newton_iterations", "cg_iterations", "cg_residual")
+
+
+class StepRecords:
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+        self.rows: list[dict[str, float]] = []
+
+    def add(self, out: dict[str, Any]) -> None:
+        self.rows.append({k: float(out[k]) for k in _KEYS if k in out})
+
+    def summarise(self) -> tuple[dict[str, Any], list[str]]:
+        """(median/max of each record and the failure fractions, warnings); then reset."""
+        rows, self.rows = self.rows, []
+        if not rows:
+            return {}, []
+        summary: dict[str, Any] = {"steps": len(rows)}
+        for key in _KEYS:
+            values = [r[key] for r in rows if key in r]
+            if values:
+                summary[key] = {"median": statistics.median(values), "max": max(values)}
+        ratios = [r["inner_residual_over_ridge"] for r in rows]
+        off = sum(r > NONSTATIONARY_RATIO for r in ratios)
+        summary["nonstationary_fraction"] = off / len(rows)
+        cg = [r["cg_residual"] for r in rows if "cg_residual" in r]
+        missed = sum(r > self.cfg.cg_rtol for r in cg)
+        if cg:
+            summary["solve_unconverged_fraction"] = missed / len(cg)
+        return {"hypergrad_diagnostics": summary}, self._warnings(summary, off, missed, len(cg))
+
+    def _warnings(self, s: dict[str, Any], off: int, missed: int, solves: int) -> list[str]:
+        if self.cfg.hypergrad != "implicit":
+            return []  # only the implicit formula assumes a stationary head and a solved v
+        n, warnings = s["steps"], []
+        if off:
+            r = s["inner_residual_over_ridge"]
+            warnings.append(
+                f"the implicit step ran at a non-stationary head in {off}/{n} steps "
+                f"(||grad L_in|| / ridge: median {r['median']:.3g}, max {r['max']:.3g}; "
+                f"stationary means <= {self.cfg.inner_tol:g}); its hypergradient is biased there. "
+                "Use --inner-solve newton (the default) or more --inner-steps"
+            )
+        if missed:
+            r = s["cg_residual"]
+            warnings.append(
+                f"H v = g was not solved to rtol {self.cfg.cg_rtol:g} in {missed}/{solves} steps "
+                f"(final relative residual: median {r['median']:.3g}, max {r['max']:.3g}); "
+                "raise cg_max_iter or use --solver exact on small heads"
+            )
+        return warnings
