@@ -119,7 +119,7 @@ def _print(console: Console, r: dict) -> None:
     c = r["claims"]
     for row in c["accuracy_gain"]["rows"]:
         ci = "" if row["low"] != row["low"] else f" [{row['low']:+.2f}, {row['high']:+.2f}]"
-        table.add_row(f"ABRL − {row['baseline']} on {row['dataset']} (pts)",
+        table.add_row(f"ABRL − {row['baseline']} on {row['dataset']} (pts, refit heads)",
                       f"{row['mean']:+.2f}{ci}", verdict_markup(row["verdict"]))  # fmt: skip
     for row in c.get("latency", {}).get("rows", []):
         table.add_row(f"latency ratio {row['statistic']}, {row['backend']}",

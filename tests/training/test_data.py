@@ -12,6 +12,7 @@ import datafixtures
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torchvision import transforms as T
 
 from abrl_deploy.errors import DatasetError, UnsafePickleError
@@ -138,6 +139,36 @@ def test_tiny_imagenet_errors(tmp_path: Path):
     annotations.write_text("val_0.JPEG\tn77777777\t0\t0\t1\t1\n")
     with pytest.raises(DatasetError, match="n77777777"):
         load_dataset("tiny-imagenet", data_dir)
+
+
+def _outside_image(tmp_path: Path) -> Path:
+    outside = tmp_path / "outside.png"
+    Image.new("RGB", (8, 8)).save(outside)
+    return outside
+
+
+def test_tiny_imagenet_refuses_an_annotation_outside_the_root(tmp_path: Path):
+    data_dir = datafixtures.write_tiny_imagenet(tmp_path / "data")
+    _outside_image(tmp_path)
+    annotations = data_dir / "tiny-imagenet-200" / "val" / "val_annotations.txt"
+    first = annotations.read_text().splitlines()[0].split("\t")
+    wnid = first[1]
+    escape = "../" * 4 + "outside.png"
+    assert (annotations.parent / "images" / escape).resolve().is_file()  # it would load
+    annotations.write_text(f"{escape}\t{wnid}\t0\t0\t1\t1\n")
+    with pytest.raises(DatasetError, match="points outside"):
+        load_dataset("tiny-imagenet", data_dir)
+
+
+def test_cub200_refuses_an_image_path_outside_the_root(tmp_path: Path):
+    data_dir = datafixtures.write_cub200(tmp_path / "data")
+    outside = _outside_image(tmp_path)
+    index = data_dir / "CUB_200_2011" / "images.txt"
+    lines = index.read_text().splitlines()
+    lines[0] = f"1 {outside}"  # an absolute path
+    index.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match="images.txt: entry .* points outside"):
+        load_dataset("cub200", data_dir)
 
 
 def test_cub200_loads(tmp_path: Path):

@@ -1,5 +1,11 @@
 """A run killed mid-training (a real SIGKILL of a subprocess) and resumed ends with the same
-weights as an uninterrupted run on CPU."""
+weights as an uninterrupted run on CPU, without re-running the epochs it had finished.
+
+Same weights alone prove little: every epoch is re-seeded from (seed, epoch), so a "resume" that
+ignored state.pt and retrained from scratch would end with the same weights too. What tells them
+apart: the resumed process trains only the unfinished epochs (it prints no line for epoch 1), and
+the finished epochs' records are the killed run's own (their measured seconds are kept).
+"""
 
 from __future__ import annotations
 
@@ -38,11 +44,18 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
     assert not (killed / "model.safetensors").exists()
+    done = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert done and len(done) < 3
     reference = abrl("--out", str(full), *ARGS)
-    resumed = abrl("--out", str(killed), "--resume", "--quiet")
+    resumed = abrl("--out", str(killed), "--resume")  # not quiet: it prints each epoch it trains
+    outputs = []
     for proc in (reference, resumed):
         out, _ = proc.communicate(timeout=600)
         assert proc.returncode == 0, out.decode()
+        outputs.append(out.decode())
+    trained = [int(w.split()[1].rstrip(":")) for w in outputs[1].splitlines()
+               if w.startswith("epoch ") and ": loss" in w]  # fmt: skip
+    assert trained == list(range(len(done) + 1, 4)), outputs[1]
     a = load_file(str(full / "model.safetensors"))
     b = load_file(str(killed / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -50,6 +63,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         assert (a[k] == b[k]).all(), f"{k} differs after resume"
     rows = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[: len(done)] == done  # the finished epochs' own records, seconds included
 
 
 def test_resume_refuses_new_options_and_missing_state(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 from abrl_deploy.errors import DatasetError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, FileSource, RawDataset
-from .layout import dataset_root, parse_int, read_rows, require_dir
+from .layout import dataset_root, inside, parse_int, read_rows, require_dir
 from .registry import register_dataset
 
 _LAYOUT = (
@@ -53,7 +53,7 @@ def _rows(root: Path, num_classes: int) -> tuple[list[str], list[int], list[bool
             raise DatasetError(
                 f"{root / 'image_class_labels.txt'}: class {label} is not in classes.txt"
             )
-        paths.append(str(folder / images[image_id]))
+        paths.append(str(inside(folder, images[image_id], root / "images.txt")))
         labels.append(label - 1)
         train.append(parse_int(is_train[image_id], root / "train_test_split.txt", "is_train") == 1)
     return paths, labels, train

@@ -60,6 +60,20 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
+def inside(folder: Path, name: str, index: Path) -> Path:
+    """``folder / name`` for a file named in an index file, refused when it resolves outside
+    ``folder`` (``../`` segments, an absolute path or a symlink): an index file is user input and
+    must not make the loader read arbitrary files."""
+    path = folder / name
+    base = folder.resolve()
+    if not path.resolve().is_relative_to(base):
+        raise DatasetError(
+            f"{index}: entry {name!r} points outside {folder}; an index file may only name files "
+            "inside the dataset (fix or remove that line)"
+        )
+    return path
+
+
 def dataset_root(data_dir: Path | None, subdir: str, expected: str) -> Path:
     """``data_dir / subdir``, checked to be a directory."""
     if data_dir is None:

@@ -9,7 +9,7 @@ import numpy as np
 from abrl_deploy.errors import DatasetError
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, FileSource, RawDataset
-from .layout import dataset_root, list_images, read_rows, require_dir, require_file
+from .layout import dataset_root, inside, list_images, read_rows, require_dir, require_file
 from .registry import register_dataset
 
 _LAYOUT = (
@@ -50,7 +50,7 @@ def _read_val(root: Path, wnids: list[str]) -> FileSource:
     for name, wnid, *_ in read_rows(annotations, 2, _LAYOUT, "\t"):
         if wnid not in index:
             raise DatasetError(f"{annotations}: {name} has wnid {wnid!r}, not in wnids.txt")
-        path = images / name
+        path = inside(images, name, annotations)
         missing += [] if path.is_file() else [name]
         paths.append(str(path))
         labels.append(index[wnid])
