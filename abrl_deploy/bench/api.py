@@ -70,7 +70,8 @@ def run_bench(spec: BenchSpec, progress: Progress = _quiet) -> dict[str, Any]:
         "backends": {"measured": [b for b in BACKENDS if b in plan], "skipped": skipped},
         "results": results,
         "comparisons": comparisons,
-        "warnings": [w for r in results for w in r["warnings"]],
+        "warnings": [n for s in sources for n in s.notes]
+        + [w for r in results for w in r["warnings"]],
     }  # fmt: skip
 
 
@@ -232,11 +233,13 @@ def _add_agreement(results, sources, data, spec: BenchSpec, progress: Progress) 
             continue
         ref_row = next((r for r in rows if r["backend"] == "torch"), None)
         reference, ref_name = (ref_row["_logits"], "torch") if ref_row else (None, None)
-        if reference is None and "run" in source.artifacts and unavailable_reason("torch") is None:
+        run = source.artifacts.get("run") or source.reference_run
+        if reference is None and run is not None and unavailable_reason("torch") is None:
             progress(f"{source.label}: PyTorch reference logits", None)
-            with make_runner("torch", source.artifacts["run"], threads=spec.threads) as runner:
+            with make_runner("torch", run, threads=spec.threads) as runner:
                 reference = predict_all(runner, data[source.label][0], spec.batch)
-            ref_name = "torch"
+            # Named as a reference: for an INT8/FP16 file it is the FP32 checkpoint it came from.
+            ref_name = "torch" if source.kind == "run" else f"torch reference: {run.name} fp32"
         if reference is None:
             reference, ref_name = rows[0]["_logits"], rows[0]["backend"]
         for r in rows:

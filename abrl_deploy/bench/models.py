@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from abrl_deploy.card import ModelCard
-from abrl_deploy.errors import ConfigError
+from abrl_deploy.errors import ConfigError, first_line
 from abrl_deploy.inspect import describe
 from abrl_deploy.runtime.backends import ARTIFACT
 
@@ -34,12 +34,22 @@ class ModelSource:
     artifacts: dict[str, Path]  # "run" / "onnx" / "engine" -> path, for each that exists
     assumed: dict[str, str] = field(default_factory=dict)  # fact -> where it came from
     needs_export: bool = False  # a run directory without model.onnx: exported on the fly
+    # For an ONNX file or engine: the run directory it was exported from, used only as the
+    # PyTorch *reference* for agreement (never as this model's torch row: its weights are FP32).
+    reference_run: Path | None = None
+    notes: tuple[str, ...] = ()  # facts about this model the user must see (report and terminal)
 
     def artifact_for(self, backend: str) -> Path | None:
         return self.artifacts.get(ARTIFACT[backend])
 
     def missing_reason(self, backend: str) -> str:
         need = ARTIFACT[backend]
+        if need == "run" and self.kind != "run":
+            return (
+                f"{self.label}: the PyTorch backend runs a run directory's checkpoint, not this "
+                f"{self.kind} file (a torch row here would time another model); bench the run "
+                "directory itself for a PyTorch row"
+            )
         hint = {
             "run": "the PyTorch backend needs the run directory written by abrl train",
             "onnx": "needs an ONNX file: abrl export RUN_DIR",
@@ -59,6 +69,8 @@ class ModelSource:
             "assumed": self.assumed,
             "artifacts": {k: str(v) for k, v in self.artifacts.items()},
             "exported_on_the_fly": self.needs_export and "onnx" in self.artifacts,
+            "reference_run": str(self.reference_run) if self.reference_run else None,
+            "notes": list(self.notes),
         }  # fmt: skip
 
 
@@ -79,13 +91,15 @@ def resolve_model(path: str | Path, facts: ModelFacts) -> ModelSource:
     if info["kind"] == "tensorrt":
         engine = Path(info["path"])
         card = ModelCard.from_dict(info["card"])
-        artifacts = {"engine": engine, **_beside_run(engine, card)}
-        return ModelSource(_label(engine), engine, "engine", _with_dataset(card, facts), artifacts)
+        run, notes = _beside_run(engine, card)
+        return ModelSource(_label(engine), engine, "engine", _with_dataset(card, facts),
+                           {"engine": engine}, reference_run=run, notes=notes)  # fmt: skip
     artifacts = {"onnx": path}
     if info["card"] is not None:
         card = ModelCard.from_dict(info["card"])
-        artifacts.update(_beside_run(path, card))
-        return ModelSource(_label(path), path, "onnx", _with_dataset(card, facts), artifacts)
+        run, notes = _beside_run(path, card)
+        return ModelSource(_label(path), path, "onnx", _with_dataset(card, facts), artifacts,
+                           reference_run=run, notes=notes)  # fmt: skip
     card, assumed = _card_from_facts(path, info, facts)
     return ModelSource(_label(path), path, "onnx", card, artifacts, assumed)
 
@@ -118,15 +132,22 @@ def _same(given, said) -> bool:
     return given == said
 
 
-def _beside_run(artifact: Path, card: ModelCard) -> dict[str, Path]:
-    """The run directory an artifact was exported into, if its weights are the card's."""
+def _beside_run(artifact: Path, card: ModelCard) -> tuple[Path | None, tuple[str, ...]]:
+    """The run directory an artifact was exported into, if its weights are the card's, and a
+    note when a card.json is there but cannot be read (the reference is then missing)."""
     run = artifact.parent
+    if not (run / "card.json").is_file():
+        return None, ()
     try:
         run_card = ModelCard.load(run / "card.json")
-    except Exception:
-        return {}
+    except Exception as exc:
+        return None, (
+            f"{run / 'card.json'} beside {artifact.name} cannot be read "
+            f"({first_line(exc, 160)}); no PyTorch reference for agreement, which is measured "
+            "against the first backend instead",
+        )
     same = card.checkpoint_sha256 and run_card.checkpoint_sha256 == card.checkpoint_sha256
-    return {"run": run} if same and (run / "model.safetensors").is_file() else {}
+    return (run if same and (run / "model.safetensors").is_file() else None), ()
 
 
 def _card_from_facts(path: Path, info: dict[str, Any], facts: ModelFacts):

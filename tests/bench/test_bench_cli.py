@@ -281,3 +281,29 @@ def test_flags_that_contradict_a_card_and_repeated_models_are_refused(run_report
     assert r.exit_code == 2 and "--mean (0.1, 0.1, 0.1) contradicts the model card" in r.output
     r = bench(str(root / "model"), str(root / "model") + "/", "--backend", "ort-cpu")
     assert r.exit_code == 2 and "given twice" in r.output
+
+
+def test_an_onnx_file_gets_no_torch_row_and_its_reference_is_named(run_report, tmp_path):
+    """Benching run/model.onnx must not time the run's checkpoint under the file's label (for an
+    INT8 file that row would be FP32 weights); the checkpoint is only the named reference."""
+    root = run_report[1]
+    onnx = root / "model" / "model.onnx"
+    refused = bench(str(onnx), "--backend", "torch")
+    assert refused.exit_code == 2 and "not this onnx file" in refused.output
+    _, report = bench_ok([onnx], tmp_path / "b.json", "--batch", "16")
+    assert {r["backend"] for r in report["results"]} == {"ort-cpu"}
+    skipped = [s for s in report["backends"]["skipped"] if s["backend"] == "torch"]
+    assert skipped and "not this onnx file" in skipped[0]["reason"]
+    (row,) = report["results"]
+    assert row["agreement"]["reference"] == "torch reference: model fp32"
+    assert report["models"][0]["reference_run"] == str(root / "model")
+
+
+def test_a_corrupt_card_beside_an_onnx_file_is_reported(run_report, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_report[1] / "model", copy)
+    (copy / "card.json").write_text("{not json")
+    r, report = bench_ok([copy / "model.onnx"], tmp_path / "b.json", "--batch", "16")
+    assert any("card.json" in w and "cannot be read" in w for w in report["warnings"])
+    assert "cannot be read" in r.output  # in the terminal too
+    assert report["results"][0]["agreement"]["reference"] == "ort-cpu"

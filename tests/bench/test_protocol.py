@@ -53,10 +53,11 @@ def _run(runners, protocol, batch=None):
 
 def test_interleaved_blocks_alternate_order_and_meet_the_minimums():
     log: list[str] = []
-    runners = {"a": Recorder("a", 0.0, log), "b": Recorder("b", 0.0, log)}
+    # equal, non-zero call times: both get the base block (a zero-time call's ratio is noise)
+    runners = {"a": Recorder("a", 0.003, log), "b": Recorder("b", 0.003, log)}
     protocol = Protocol(warmup=2, min_iters=12, min_seconds=0.0, block=3, min_blocks=4)
     timings = _run(runners, protocol)
-    timed = log[2 + 2 * 2 :]  # after the two first calls and the warm-up
+    timed = log[2 + 2 * 2 :]  # after the two first calls and the warm-up (equal speeds: block 3)
     rounds = [timed[i : i + 6] for i in range(0, len(timed), 6)]
     assert len(rounds) == 4  # max(min_blocks=4, ceil(12 / 3))
     assert rounds[0] == ["a"] * 3 + ["b"] * 3 and rounds[1] == ["b"] * 3 + ["a"] * 3
@@ -70,6 +71,20 @@ def test_min_seconds_extends_the_run():
     t = _run(runners, protocol)["a"]
     assert t.samples_ms.sum() >= 300 and t.samples_ms.size >= 30
     assert t.samples_ms.min() >= 10  # each sample is one call of >= 10 ms
+
+
+def test_min_seconds_holds_for_every_model_not_only_the_slowest():
+    """A 20 ms and a 1 ms model with --min-seconds 0.4: the fast one used to stop at about
+    0.02 s of measured time (the slow model's call count); now each has 0.4 s."""
+    log: list[str] = []
+    runners = {"slow": Recorder("slow", 0.02, log), "fast": Recorder("fast", 0.001, log)}
+    protocol = Protocol(warmup=2, min_iters=4, min_seconds=0.4, block=2, min_blocks=3)
+    t = _run(runners, protocol)
+    for label in runners:
+        assert t[label].samples_ms.sum() >= 400, label
+    # still paired: one block of each model per round, the fast model's block longer
+    assert t["slow"].blocks.shape[0] == t["fast"].blocks.shape[0]
+    assert t["fast"].blocks.shape[1] > t["slow"].blocks.shape[1]
 
 
 def test_first_call_is_timed_apart_from_the_samples():
