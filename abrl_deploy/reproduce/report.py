@@ -167,7 +167,9 @@ def _claims_md(r: dict[str, Any]) -> list[str]:
         ks = ", ".join(str(k) for k in m["ks"])
         imp = " / ".join(f"{v:.0f}" for v in m["implicit"])
         unr = " / ".join(f"{v:.0f}" for v in m["unrolled"])
-        lines.append(f"| memory O(1) vs O(K) (saved-for-backward MiB at K = {ks}) | implicit "
+        lines.append(f"| memory O(1) vs O(K) (saved-for-backward MiB at K = {ks}; unrolled "
+                     "through K fresh inner batches, not `abrl train --hypergrad unrolled`, "
+                     "which reuses the step's features) | implicit "
                      f"{imp} (growth {m['growth_implicit']:+.1%}); unrolled {unr} (growth "
                      f"{m['growth_unrolled']:+.1%}) | **{m['verdict']}** |")  # fmt: skip
     lines += ["", "Rules:", ""]

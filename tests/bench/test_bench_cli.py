@@ -207,7 +207,7 @@ def test_unavailable_backends_are_skipped_with_reasons_or_refused(third_party, m
 
 def test_backend_without_its_artifact_is_refused_when_asked(third_party):
     r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "torch")
-    assert r.exit_code == 2 and "needs the run directory" in r.output
+    assert r.exit_code == 2 and "runs a run directory's checkpoint, not this onnx file" in r.output
     r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "cuda-magic")
     assert r.exit_code == 2 and "unknown backend cuda-magic" in r.output
 

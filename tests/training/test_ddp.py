@@ -37,7 +37,7 @@ ABRL = dict(method="abrl", lambda_=0.3, inner_steps=4, inner_lr=0.5, penalty_nor
 STEP_CONFIGS = {  # float64, so that 1e-8 separates right from wrong
     "abrl": dict(ABRL, solver="exact"),
     "abrl-cg": dict(ABRL, solver="cg", cg_rtol=1e-12, cg_max_iter=200),
-    "abrl-unrolled": dict(ABRL, hypergrad="unrolled"),
+    "abrl-unrolled": dict(ABRL, hypergrad="unrolled", inner_solve="steps"),
     "finetune": dict(method="finetune"),
     "joint": dict(method="joint", lambda_=0.3, penalty_norm=False),
     "simclr": dict(method="simclr"),
