@@ -55,6 +55,8 @@ def generic_hypergrad(method, W0, b0, tr, val):
         p = torch.cat([W.flatten(), b])
         for _ in range(60):
             g = torch.autograd.functional.jacobian(inner, p)
+            if g.norm() < 1e-13:
+                break
             d = torch.linalg.solve(torch.autograd.functional.hessian(inner, p), g)
             t = 1.0
             while inner(p - t * d) > inner(p) and t > 1e-6:
