@@ -36,6 +36,21 @@ def batches(seed: int):
     return (x_tr, torch.arange(10) % C), (x_val, torch.arange(5) % C)
 
 
+def dense_newton(loss, p, iters: int = 100):
+    """An independent minimiser: dense Newton on autograd's gradient and Hessian, step halving."""
+    for _ in range(iters):
+        g = torch.autograd.functional.jacobian(loss, p)
+        if g.norm() < 1e-13:
+            break
+        d = torch.linalg.solve(torch.autograd.functional.hessian(loss, p), g)
+        t = 1.0
+        while loss(p - t * d) > loss(p) and t > 1e-8:
+            t /= 2
+        p = p - t * d
+    assert torch.autograd.functional.jacobian(loss, p).norm() < 1e-12
+    return p.detach()
+
+
 def generic_hypergrad(method, W0, b0, tr, val):
     """Two backward passes with autograd's double backward, no closed forms, a dense solve."""
     (x_tr, y_tr), (x_val, y_val) = tr, val
@@ -51,19 +66,8 @@ def generic_hypergrad(method, W0, b0, tr, val):
         return hg.inner_loss((z_tr - m).detach(), y_tr, *split(p), method.cfg.ridge)
 
     W, b = W0.clone(), b0.clone()
-    if method.cfg.inner_solve == "newton":  # dense Newton, autograd's Hessian, step halving
-        p = torch.cat([W.flatten(), b])
-        for _ in range(60):
-            g = torch.autograd.functional.jacobian(inner, p)
-            if g.norm() < 1e-13:
-                break
-            d = torch.linalg.solve(torch.autograd.functional.hessian(inner, p), g)
-            t = 1.0
-            while inner(p - t * d) > inner(p) and t > 1e-6:
-                t /= 2
-            p = p - t * d
-        assert torch.autograd.functional.jacobian(inner, p).norm() < 1e-12
-        W, b = split(p.detach())
+    if method.cfg.inner_solve == "newton":
+        W, b = split(dense_newton(inner, torch.cat([W.flatten(), b])))
     for _ in range(method.cfg.inner_steps if method.cfg.inner_solve == "steps" else 0):
         Wr, br = W.requires_grad_(), b.requires_grad_()
         gW, gb = torch.autograd.grad(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from test_abrl_method import batches, tiny_method
+from test_abrl_method import batches, dense_newton, tiny_method
 
 from abrl_deploy.training.methods import hypergrad as hg
 from abrl_deploy.training.methods.newton import newton_head, woodbury_direction
@@ -30,17 +30,7 @@ def _dense_optimum(z, y, C, ridge):
         W, b = p[: C * D].view(C, D), p[C * D :]
         return F.cross_entropy(z @ W.t() + b, y) + 0.5 * ridge * p.pow(2).sum()
 
-    p = torch.zeros(C * (D + 1), dtype=z.dtype)
-    for _ in range(100):
-        g = torch.autograd.functional.jacobian(loss, p)
-        if g.norm() < 1e-13:
-            break
-        d = torch.linalg.solve(torch.autograd.functional.hessian(loss, p), g)
-        t = 1.0
-        while loss(p - t * d) > loss(p) and t > 1e-8:
-            t /= 2
-        p = p - t * d
-    assert torch.autograd.functional.jacobian(loss, p).norm() < 1e-12
+    p = dense_newton(loss, torch.zeros(C * (D + 1), dtype=z.dtype))
     return p[: C * D].view(C, D), p[C * D :]
 
 
