@@ -57,7 +57,9 @@ def _finish(trainer: Trainer) -> ModelCard:
         return trainer.evaluate_split(splits.test)
 
     head = trainer.method.finalize(trainer.eval_loader(splits.train_eval), evaluate_test)
-    metrics: dict[str, Any] = {f"test_{k}": v for k, v in evaluate_test().items()}
+    # finalize evaluated both heads on the test split; the saved one's figures are the run's
+    saved = head[f"{head['source']}_head"]
+    metrics: dict[str, Any] = {f"test_{k}": v for k, v in saved.items()}
     metrics.update({f"val_{k}": v for k, v in trainer.evaluate_split(splits.val).items()})
     metrics["epochs"] = trainer.epoch
     metrics["train_seconds"] = round(sum(r["seconds"] for r in trainer.history), 3)

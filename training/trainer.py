@@ -218,8 +218,10 @@ class Trainer:
 
     def _clip_gradients(self) -> float:
         """The global gradient norm before clipping (logged for every method); clip if asked."""
-        limit = self.cfg.grad_clip if self.cfg.grad_clip is not None else float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(self.params, limit))
+        if self.cfg.grad_clip is None:  # measure only: clip_grad_norm_ would rescale by 1.0
+            grads = [p.grad for p in self.params if p.grad is not None]
+            return float(torch.nn.utils.get_total_norm(grads))
+        return float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
 
     def _epoch_row(self, sums, steps, n, c1, c5, seconds) -> dict[str, Any]:
         self._sync_replicas()

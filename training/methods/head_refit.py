@@ -58,8 +58,7 @@ def refit_model_head(model, loader: DataLoader, device: torch.device, cfg) -> di
         m = z.mean(0) if cfg.center_features else torch.zeros(z.shape[1])
         c = model.num_classes
         W, b, iters = refit_head(z - m, y, torch.zeros(c, z.shape[1]), torch.zeros(c), cfg.ridge)
-        gW, gb = hg.inner_grad((z - m).double(), y, W.double(), b.double(), cfg.ridge)
-        residual = torch.cat([gW.flatten(), gb]).norm().item()
+        residual = hg.inner_residual(z - m, y, W, b, cfg.ridge)
         return W, b - W @ m, iters, residual
 
     W, b, iters, residual = distributed.on_main(solve)

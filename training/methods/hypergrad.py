@@ -60,6 +60,14 @@ def inner_grad(z: Tensor, y: Tensor, W: Tensor, b: Tensor, ridge: float) -> Pair
     return gW + ridge * W, gb + ridge * b
 
 
+def inner_residual(z: Tensor, y: Tensor, W: Tensor, b: Tensor, ridge: float) -> float:
+    """``||∇_φ inner_loss||`` computed in float64 (fp32 rounding alone is ~1e-6, the order of
+    the stationarity tolerance)."""
+    with torch.no_grad():
+        gW, gb = inner_grad(z.double(), y, W.double(), b.double(), ridge)
+        return math.sqrt(gW.pow(2).sum().item() + gb.pow(2).sum().item())
+
+
 def hessian_vp(z: Tensor, probs: Tensor, VW: Tensor, vb: Tensor, ridge: float) -> Pair:
     """Hessian of :func:`inner_loss` times ``(VW, vb)``; ``probs`` is the softmax where H is taken.
 
