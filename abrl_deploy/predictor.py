@@ -42,11 +42,15 @@ class Prediction:
 
 class Predictor:
     """Load ``path`` (an exported ``.onnx`` with its embedded card, or a TensorRT ``.engine`` with
-    its ``.engine.json`` sidecar) on ``backend``; ``auto`` picks TensorRT EP, CUDA EP, then CPU."""
+    its ``.engine.json`` sidecar) on ``backend``; ``auto`` picks TensorRT EP, CUDA EP, then CPU.
+
+    ``card`` (a ModelCard or a card JSON file, e.g. from ``abrl bench --save-card``) runs a model
+    without an embedded card; it is refused for a model that has one.
+    """
 
     def __init__(
         self, path: str | Path, backend: str = "auto", threads: int | None = None,
-        batch_size: int = 64,
+        batch_size: int = 64, card: ModelCard | str | Path | None = None,
     ):  # fmt: skip
         self.path = Path(path)
         if backend not in BACKENDS:
@@ -55,7 +59,11 @@ class Predictor:
             raise ConfigError(f"batch_size {batch_size} must be >= 1")
         self.batch_size = batch_size
         self._runner, self.backend, self.skipped = _open(self.path, backend, threads)
-        self.card = _card(self._runner, self.path)
+        try:
+            self.card = _card(self._runner, self.path, card)
+        except Exception:
+            self._runner.close()
+            raise
         self.preprocess = Preprocessor(self.card)
         # ONNX Runtime's run() is thread-safe; a TensorRT execution context is not
         self._lock = threading.Lock() if self.backend == "trt" else contextlib.nullcontext()
@@ -146,8 +154,17 @@ def _open(path: Path, backend: str, threads: int | None):
     raise RuntimeBackendError(f"cannot run {path} here: " + "; ".join(skipped))
 
 
-def _card(runner, path: Path) -> ModelCard:
-    """The card embedded in the ONNX file, or the engine's sidecar."""
+def _card(runner, path: Path, given: ModelCard | str | Path | None) -> ModelCard:
+    """The card embedded in the ONNX file, the engine's sidecar, or the one given for a model
+    without either."""
+    if given is not None:
+        embedded = path.suffix != ".engine" and ModelCard.from_onnx_metadata(runner.metadata)
+        if embedded or path.suffix == ".engine":
+            raise ConfigError(
+                f"{path} carries its own model card; drop card= (--card): it is for models "
+                "without one"
+            )
+        return given if isinstance(given, ModelCard) else ModelCard.load(given)
     if path.suffix == ".engine":
         sidecar = path.with_name(path.name + ".json")
         if not sidecar.is_file():
@@ -156,7 +173,7 @@ def _card(runner, path: Path) -> ModelCard:
     card = ModelCard.from_onnx_metadata(runner.metadata)
     if card is None:
         raise ConfigError(
-            f"{path} has no abrl model card (metadata 'abrl.card'); the Predictor serves files "
-            "written by abrl export"
+            f"{path} has no abrl model card (metadata 'abrl.card'); export it with abrl export, "
+            "or give its preprocessing as a card (abrl bench --save-card, then --card)"
         )
     return card

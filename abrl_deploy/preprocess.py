@@ -4,6 +4,9 @@ It repeats training's eval transform step for step (torchvision on PIL images: s
 bilinear resize, centre crop, /255, normalise), so a service gets the accuracy the card reports;
 a test compares it with torchvision on real images. Inputs: file paths, PIL images, uint8 HWC
 arrays (one or a batch), and float NCHW arrays that are already preprocessed.
+
+A third-party model's card (built from ``abrl bench`` flags) may also ask for another
+interpolation, no resize (``resize`` 0), raw 0-255 pixels (``scale`` "1") or BGR channel order.
 """
 
 from __future__ import annotations
@@ -31,20 +34,35 @@ def _pil():
     return Image
 
 
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+SCALES = {"1/255": 255.0, "1": 1.0}  # card "scale" -> what pixels are divided by
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+
 class Preprocessor:
     """Turns what a caller has into the float32 NCHW batch the model takes."""
 
     def __init__(self, card: ModelCard):
         ev = card.preprocessing.get("eval", {})
         self.size = card.input_size
-        self.resize = int(ev.get("resize", card.input_size))
+        self.resize = int(ev.get("resize", card.input_size))  # shorter side; 0: no resize
         self.crop = int(ev.get("crop", card.input_size))
         self.mean = np.asarray(card.mean, np.float32).reshape(3, 1, 1)
         self.std = np.asarray(card.std, np.float32).reshape(3, 1, 1)
-        if ev.get("interpolation", "bilinear") != "bilinear":
-            raise ConfigError(
-                f"model card asks for {ev['interpolation']} resizing; abrl does bilinear"
-            )
+        self.interpolation = ev.get("interpolation", "bilinear")
+        scale, self.channel_order = str(ev.get("scale", "1/255")), ev.get("channel_order", "RGB")
+        problems = []
+        if self.interpolation not in INTERPOLATIONS:
+            problems.append(f"interpolation {self.interpolation!r} (known: {INTERPOLATIONS})")
+        if scale not in SCALES:
+            problems.append(f"scale {scale!r} (known: {tuple(SCALES)})")
+        if self.channel_order not in CHANNEL_ORDERS:
+            problems.append(f"channel_order {self.channel_order!r} (known: {CHANNEL_ORDERS})")
+        if self.resize < 0 or self.crop != self.size:
+            problems.append(f"resize {self.resize} / crop {self.crop} for input {self.size}")
+        if problems:
+            raise ConfigError("model card preprocessing has an unknown " + "; ".join(problems))
+        self.divisor = SCALES[scale]
 
     def __call__(self, images: Any) -> np.ndarray:
         """A float32 [N,3,S,S] batch from one input or a list of inputs."""
@@ -92,13 +110,17 @@ class Preprocessor:
         """One RGB PIL image through resize, crop, /255 and normalise: float32 [3,S,S]."""
         Image = _pil()
         w, h = img.size
-        short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = self.resize, int(self.resize * long / short)
-        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-        if (new_w, new_h) != (w, h):  # torchvision returns the image itself when sizes match
-            img = img.resize((new_w, new_h), Image.BILINEAR)
+        if self.resize:
+            short, long = (w, h) if w <= h else (h, w)
+            new_short, new_long = self.resize, int(self.resize * long / short)
+            new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+            if (new_w, new_h) != (w, h):  # torchvision returns the image itself when sizes match
+                resample = getattr(Image.Resampling, self.interpolation.upper())
+                img = img.resize((new_w, new_h), resample)
         img = _center_crop(img, self.crop)
-        x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / self.divisor
+        if self.channel_order == "BGR":
+            x = x[::-1]
         return (x - self.mean) / self.std
 
 

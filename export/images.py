@@ -22,10 +22,13 @@ def run_images(
         card.seed or 0, card.input_size, cfg.get("limit"),
     )  # fmt: skip
     dataset = splits.test if split == "test" else splits.train_eval
-    g = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(dataset), generator=g)[:n].tolist()
-    xs, ys = zip(*(dataset[i] for i in order), strict=True)
+    xs, ys = zip(*(dataset[i] for i in sample_order(len(dataset), n)), strict=True)
     return torch.stack(xs).numpy().astype(np.float32), np.asarray(ys)
+
+
+def sample_order(rows: int, n: int) -> list[int]:
+    """The first ``n`` rows of a fixed shuffle: every reader of a split samples the same images."""
+    return torch.randperm(rows, generator=torch.Generator().manual_seed(0))[:n].tolist()
 
 
 @functools.lru_cache(maxsize=1)

@@ -83,9 +83,11 @@ def _eval_data(sources: list[ModelSource], spec: BenchSpec) -> dict[str, tuple]:
     for s in sources:
         c = s.card
         cfg = [c.config.get(k) for k in ("data_dir", "val_fraction", "limit")]
-        key = json.dumps([c.dataset, c.num_classes, c.input_size, c.mean, c.std, c.seed, cfg])
+        own = not s.assumed  # a card-less model gets exactly the steps its flags state
+        key = json.dumps([c.dataset, c.num_classes, c.input_size, c.mean, c.std, c.seed, cfg,
+                          own, c.preprocessing.get("eval")])  # fmt: skip
         if key not in loaded:
-            loaded[key] = eval_images(c, spec.data_dir, spec.limit)
+            loaded[key] = eval_images(c, spec.data_dir, spec.limit, from_card=own)
         data[s.label] = loaded[key]
     return data
 

@@ -11,6 +11,7 @@ from typing import Any
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, first_line
 from abrl_deploy.inspect import describe
+from abrl_deploy.preprocess import CHANNEL_ORDERS, INTERPOLATIONS, SCALES
 from abrl_deploy.runtime.backends import ARTIFACT
 
 
@@ -23,6 +24,23 @@ class ModelFacts:
     std: tuple[float, float, float] | None = None
     layout: str | None = None  # "NCHW" or "NHWC"
     dataset: str | None = None
+    resize: int | None = None  # shorter side before the centre crop; 0: no resize
+    interpolation: str | None = None
+    scale: str | None = None  # "1/255" (pixels in [0, 1]) or "1" (0-255)
+    channel_order: str | None = None  # "RGB" or "BGR"
+
+    def __post_init__(self) -> None:
+        p = []
+        if self.resize is not None and self.resize < 0:
+            p.append(f"--resize {self.resize} must be >= 0 (0: no resize)")
+        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
+            p.append(f"--interpolation {self.interpolation}: use one of {', '.join(INTERPOLATIONS)}")
+        if self.scale is not None and self.scale not in SCALES:
+            p.append(f"--scale {self.scale}: use 1/255 (pixels in [0, 1]) or 1 (0-255)")
+        if self.channel_order is not None and self.channel_order not in CHANNEL_ORDERS:
+            p.append(f"--channel-order {self.channel_order.lower()}: use rgb or bgr")
+        if p:
+            raise ConfigError("; ".join(p))
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,7 @@ class ModelSource:
             "dataset": self.card.dataset, "num_classes": self.card.num_classes,
             "input_size": self.card.input_size, "layout": self.card.layout,
             "mean": list(self.card.mean), "std": list(self.card.std),
+            "preprocessing": self.card.preprocessing.get("eval"),
             "precision": self.card.export.get("precision", "fp32" if self.kind == "run" else None),
             "card": "flags" if self.assumed else "embedded",
             "assumed": self.assumed,
@@ -111,8 +130,12 @@ def _label(path: Path) -> str:
 def _with_dataset(card: ModelCard, facts: ModelFacts) -> ModelCard:
     """A model with a card: flags that contradict it are refused, not silently ignored (flags
     that agree are fine, e.g. when a card-less model is benched beside it)."""
+    ev = card.preprocessing.get("eval", {})
     said = {"input_size": card.input_size, "mean": tuple(card.mean), "std": tuple(card.std),
-            "layout": card.layout, "dataset": card.dataset}  # fmt: skip
+            "layout": card.layout, "dataset": card.dataset,
+            "resize": ev.get("resize", card.input_size),
+            "interpolation": ev.get("interpolation", "bilinear"),
+            "scale": ev.get("scale", "1/255"), "channel_order": ev.get("channel_order", "RGB")}  # fmt: skip
     wrong = [f"--{name.replace('_', '-')} {given}" for name, given in vars(facts).items()
              if given is not None and not _same(given, said[name])]  # fmt: skip
     if wrong:
@@ -191,6 +214,7 @@ def _card_from_facts(path: Path, info: dict[str, Any], facts: ModelFacts):
     assumed["dataset"] = "--dataset" if facts.dataset else "the default (digits)"
     if problems:
         raise ConfigError(f"{path} has no abrl model card; give " + ", ".join(problems))
+    eval_steps = _preprocessing(facts, size, layout, assumed)
     out_shape = info["outputs"][0]["shape"]
     classes = out_shape[-1] if out_shape and isinstance(out_shape[-1], int) else None
     if classes is None:
@@ -199,6 +223,37 @@ def _card_from_facts(path: Path, info: dict[str, Any], facts: ModelFacts):
         method="third-party", backbone="unknown", num_classes=classes,
         class_names=tuple(str(i) for i in range(classes)), input_size=size,
         mean=facts.mean, std=facts.std, layout=layout, dataset=dataset,
+        preprocessing={"eval": eval_steps},
     )  # fmt: skip
     assumed["num_classes"] = "the graph output shape"
     return card, assumed
+
+
+# The defaults for a model without a card, and why: no step that changes pixels the model sees
+# is applied unless asked for (a resize to 256/224 of the input then a crop cuts the border).
+_DEFAULTS = {
+    "resize": "the default: shorter side to the input size (no resize when images have it)",
+    "crop": "the input size (centre crop)",
+    "interpolation": "the default (bilinear)",
+    "scale": "the default (pixels / 255)",
+    "channel_order": "the default (RGB)",
+}
+
+
+def _preprocessing(facts: ModelFacts, size: int, layout: str, assumed: dict[str, str]):
+    """The eval steps for a model without a card, each recorded in ``assumed`` with its source.
+
+    Images are read in the dataset's own files (not through training's transform), resized only
+    if asked or if they are not already at the input size, centre-cropped to the input size.
+    """
+    given = {"resize": facts.resize, "crop": None, "interpolation": facts.interpolation,
+             "scale": facts.scale, "channel_order": facts.channel_order}  # fmt: skip
+    value = {"resize": size, "crop": size, "interpolation": "bilinear", "scale": "1/255",
+             "channel_order": "RGB"}  # fmt: skip
+    for name, flag in given.items():
+        if flag is not None:
+            value[name] = flag
+            assumed[name] = f"--{name.replace('_', '-')}"
+        else:
+            assumed[name] = _DEFAULTS[name]
+    return {**value, "mean": list(facts.mean), "std": list(facts.std), "layout": layout}

@@ -83,6 +83,27 @@ def bench(
     layout: Annotated[
         Layout | None, typer.Option("--layout", help="No card: nchw or nhwc.")
     ] = None,
+    resize: Annotated[
+        int | None,
+        typer.Option("--resize", help="No card: shorter side before the centre crop; 0: none "
+                     "[default: the input size, so images already that size are untouched]."),
+    ] = None,  # fmt: skip
+    interpolation: Annotated[
+        str | None, typer.Option("--interpolation", help="No card: bilinear, bicubic, nearest, "
+                                 "lanczos, box or hamming [default: bilinear].")
+    ] = None,  # fmt: skip
+    scale: Annotated[
+        str | None, typer.Option("--scale", help="No card: pixels times 1/255 (in [0, 1]) or 1 "
+                                 "(0-255) before --mean/--std [default: 1/255].")
+    ] = None,  # fmt: skip
+    channel_order: Annotated[
+        str | None, typer.Option("--channel-order", help="No card: rgb or bgr (--mean/--std "
+                                 "in that order) [default: rgb].")
+    ] = None,  # fmt: skip
+    save_card: Annotated[
+        Path | None, typer.Option("--save-card", help="No card: write the card built from the "
+                                  "flags here, for abrl predict --card and Predictor(card=).")
+    ] = None,  # fmt: skip
     claim: Annotated[
         float, typer.Option("--claim", help="Claimed latency reduction vs --baseline.")
     ] = 0.15,
@@ -98,7 +119,7 @@ def bench(
     from abrl_deploy.bench import BenchSpec, ModelFacts, Protocol, run_bench
     from abrl_deploy.bench.report import refuse_overwrite, write_json, write_markdown
 
-    refuse_overwrite([report, markdown, plot], force)
+    refuse_overwrite([report, markdown, plot, save_card], force)
     # before minutes of timing, not after them
     _require("scipy", "--baseline", baseline is not None)
     _require("matplotlib", "--plot", plot is not None)
@@ -109,8 +130,12 @@ def bench(
         compile=compile, data_dir=str(data_dir) if data_dir else None, limit=limit, claim=claim,
         facts=ModelFacts(input_size=input_size, mean=_rgb(mean, "--mean"),
                          std=_rgb(std, "--std"),
-                         layout=layout.value.upper() if layout else None, dataset=dataset),
+                         layout=layout.value.upper() if layout else None, dataset=dataset,
+                         resize=resize, interpolation=interpolation, scale=scale,
+                         channel_order=channel_order.upper() if channel_order else None),
     )  # fmt: skip
+    if save_card is not None:
+        _save_card(spec, save_card)
     console = Console()
     if not console.is_terminal:  # logs and pipes: wide enough that no number is cut
         console = Console(width=140)
@@ -125,6 +150,20 @@ def bench(
 
         write_plot(result, plot)
         console.print(f"wrote {plot}", highlight=False)
+
+
+def _save_card(spec, path: Path) -> None:
+    """Write the card the flags describe (checked before any timing)."""
+    from abrl_deploy.bench.models import resolve_model
+    from abrl_deploy.errors import ConfigError
+
+    cardless = [s for s in map(lambda m: resolve_model(m, spec.facts), spec.models) if s.assumed]
+    if len(cardless) != 1:
+        raise ConfigError(
+            f"--save-card writes the card of one model without a card; {len(cardless)} given"
+        )
+    cardless[0].card.save(path)
+    Console(stderr=True).print(f"wrote {path}", highlight=False)
 
 
 def _require(module: str, flag: str, needed: bool) -> None:

@@ -25,11 +25,15 @@ def predict(
         str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt or trt.")
     ] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads.")] = None,
+    card: Annotated[
+        Path | None, typer.Option("--card", help="A card JSON for a model without one "
+                                  "(abrl bench --save-card writes it).")
+    ] = None,  # fmt: skip
 ) -> None:
     """Print the top-k classes of each image, with the card's preprocessing."""
     from abrl_deploy.predictor import Predictor
 
-    with Predictor(model, backend=backend, threads=threads) as predictor:
+    with Predictor(model, backend=backend, threads=threads, card=card) as predictor:
         results = predictor.predict([str(p) for p in images], top_k=top_k)
         if as_json:
             for path, r in zip(images, results, strict=True):

@@ -147,7 +147,10 @@ def test_third_party_model_states_what_was_assumed(third_party):
     assert m["assumed"] == {
         "layout": "the graph input shape", "input_size": "the graph input shape",
         "mean": "--mean/--std", "std": "--mean/--std", "dataset": "the default (digits)",
-        "num_classes": "the graph output shape",
+        "num_classes": "the graph output shape", "crop": "the input size (centre crop)",
+        "resize": "the default: shorter side to the input size (no resize when images have it)",
+        "interpolation": "the default (bilinear)", "scale": "the default (pixels / 255)",
+        "channel_order": "the default (RGB)",
     }  # fmt: skip
     (res,) = report["results"]
     assert res["accuracy"]["images"] == 40
