@@ -67,3 +67,33 @@ def test_bad_options_are_one_line(run_dir, args, fragment):
 def test_not_a_run_directory(tmp_path):
     result = runner.invoke(app, ["export", str(tmp_path)])
     assert result.exit_code == 2 and "card.json" in result.output
+
+
+def _scale_head(run_dir, factor: float) -> None:
+    """Multiply the saved head by ``factor`` (logits ~1e7: finite in FP32, inf in FP16) and
+    re-sign the card, as a real model with huge logits would be."""
+    import hashlib
+
+    from safetensors.torch import load, save
+
+    weights = run_dir / "model.safetensors"
+    tensors = load(weights.read_bytes())
+    tensors["head.weight"] = tensors["head.weight"] * factor
+    tensors["head.bias"] = tensors["head.bias"] * factor
+    data = save(tensors, metadata={"format": "pt"})
+    weights.write_bytes(data)
+    card = ModelCard.load(run_dir / "card.json")
+    card.replace(checkpoint_sha256=hashlib.sha256(data).hexdigest()).save(run_dir / "card.json")
+
+
+def test_a_variant_that_fails_validation_is_refused_and_nothing_is_written(run_dir):
+    """A real FP16 file whose logits overflow: the export fails naming the checks it missed, and
+    neither the variant nor a temporary folder is left behind."""
+    _scale_head(run_dir, 1e6)
+    args = ["export", str(run_dir), "--precision", "fp16", "--validation-images", "64"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output  # a failed export, not a usage error (2)
+    assert result.output.startswith("error: fp16 variant failed") and "min_cosine" in result.output
+    assert not (run_dir / "model.fp16.onnx").exists()
+    assert not list(run_dir.glob(".abrl-export-*"))
+    # (the FP32 rung was validated before the variant was made: these weights pass in FP32)
