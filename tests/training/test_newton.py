@@ -139,3 +139,18 @@ def test_an_unsolved_linear_system_is_flagged():
     summary, warnings = method.epoch_diagnostics()
     assert summary["hypergrad_diagnostics"]["solve_unconverged_fraction"] == 1.0
     assert any("H v = g was not solved" in w for w in warnings)
+
+
+def test_only_a_real_miss_of_the_cg_tolerance_is_flagged():
+    """fp32 round-off just above rtol is a converged solve; twice rtol and more is not."""
+    from types import SimpleNamespace
+
+    from abrl_deploy.training.methods.diagnostics import CG_SLACK, StepRecords
+
+    cfg = SimpleNamespace(cg_rtol=1e-4, hypergrad="implicit", inner_tol=1e-3)
+    records = StepRecords(cfg)
+    for residual in (5e-5, 1.16e-4, CG_SLACK * 1e-4, 2.5e-4):
+        records.add({"inner_residual_over_ridge": 1e-4, "cg_residual": residual})
+    summary, warnings = records.summarise()
+    assert summary["hypergrad_diagnostics"]["solve_unconverged_fraction"] == 0.25
+    assert len(warnings) == 1 and "in 1/4 steps" in warnings[0]

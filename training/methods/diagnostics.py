@@ -13,6 +13,11 @@ from typing import Any
 # the implicit feature gradient was 14-43× too large on real features (METHOD.md).
 NONSTATIONARY_RATIO = 1.0
 
+# CG stops on its recursive residual; the true residual recomputed in float32 lands a little above
+# rtol on converged solves (seen: 1.16e-4 at rtol 1e-4). Only a miss by more than this factor
+# is a failed solve.
+CG_SLACK = 2.0
+
 _KEYS = ("inner_residual_over_ridge", "newton_iterations", "cg_iterations", "cg_residual")
 
 
@@ -38,7 +43,7 @@ class StepRecords:
         off = sum(r > NONSTATIONARY_RATIO for r in ratios)
         summary["nonstationary_fraction"] = off / len(rows)
         cg = [r["cg_residual"] for r in rows if "cg_residual" in r]
-        missed = sum(r > self.cfg.cg_rtol for r in cg)
+        missed = sum(r > CG_SLACK * self.cfg.cg_rtol for r in cg)
         if cg:
             summary["solve_unconverged_fraction"] = missed / len(cg)
         return {"hypergrad_diagnostics": summary}, self._warnings(summary, off, missed, len(cg))
@@ -58,7 +63,8 @@ class StepRecords:
         if missed:
             r = s["cg_residual"]
             warnings.append(
-                f"H v = g was not solved to rtol {self.cfg.cg_rtol:g} in {missed}/{solves} steps "
+                f"H v = g was not solved to rtol {self.cfg.cg_rtol:g} (x{CG_SLACK:g} slack) in "
+                f"{missed}/{solves} steps "
                 f"(final relative residual: median {r['median']:.3g}, max {r['max']:.3g}); "
                 "raise cg_max_iter or use --solver exact on small heads"
             )
