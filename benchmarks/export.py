@@ -50,12 +50,13 @@ def bench_backbone(name: str, args, tmp: Path) -> dict:
     convert_fp16(paths["fp32"], paths["fp16"])
     seconds["fp16"] = time.perf_counter() - t0
     calib = [x[i : i + 16] for i in range(0, args.calibration, 16)]
-    # int8: what `abrl export --precision int8` writes for ONNX Runtime (asymmetric activations);
-    # int8-sym: the TensorRT-compatible form (zero points 0), which ORT CPU runs less well.
-    for key, symmetric in (("int8", False), ("int8-sym", True)):
+    # int8: what `abrl export --precision int8` writes for CPUs (uint8 activations, int8 weights);
+    # int8-s8: the form written before issue 13 (int8 activations, asymmetric);
+    # int8-sym: the TensorRT form (int8, zero points 0).
+    for key, form in (("int8", "cpu"), ("int8-s8", "cpu-s8"), ("int8-sym", "trt")):
         paths[key], t0 = tmp / f"{name}.{key}.onnx", time.perf_counter()
         reader = ImageCalibrationReader(calib, "images")
-        quantize_int8(paths["fp32"], paths[key], reader, symmetric=symmetric)
+        quantize_int8(paths["fp32"], paths[key], reader, form=form)
         seconds[key] = time.perf_counter() - t0
     rows = {}
     for precision, path in paths.items():

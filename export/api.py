@@ -76,10 +76,8 @@ def _variant(spec: ExportSpec, card: ModelCard, fp32: Path, tmp_dir: Path, check
     else:
         calib, _ = run_images(card, "train", spec.calibration_images, spec.data_dir)
         batches = [calib[i : i + 32] for i in range(0, len(calib), 32)]
-        # TensorRT accepts only zero-point-0 activations; ONNX Runtime CPU runs the asymmetric
-        # form faster (it can fuse the ReLU into the quantized convolution).
-        symmetric = spec.format == "trt"
-        quantize_int8(fp32, out, ImageCalibrationReader(batches, "images"), symmetric=symmetric)
+        quantize_int8(fp32, out, ImageCalibrationReader(batches, "images"), form=spec.int8_form,
+                      calibration=spec.calibration)  # fmt: skip
     report = check(out, spec.precision)
     if not report.passed:
         raise ExportError(f"{spec.precision} variant failed: " + "; ".join(report.failures()))
@@ -148,4 +146,10 @@ def _export_info(spec: ExportSpec, exporter: str, report, fp32_metrics) -> dict[
     }  # fmt: skip
     if spec.precision != "fp32":
         info["top1_change_vs_fp32"] = report.metrics["top1_onnx"] - fp32_metrics["top1_onnx"]
+    if spec.precision == "int8":
+        from .quantize import INT8_FORMS
+
+        info["int8"] = {"form": spec.int8_form, **INT8_FORMS[spec.int8_form],
+                        "calibration": spec.calibration,
+                        "calibration_images": spec.calibration_images}  # fmt: skip
     return json.loads(json.dumps(info))  # plain JSON types only

@@ -31,7 +31,8 @@ class ExportSpec:
     opset: int = 18
     batch_range: tuple[int, int, int] = (1, 64, 256)
     outputs: tuple[str, ...] = ("logits",)
-    calibration_images: int = 256
+    calibration_images: int = 512  # digits' 1,293 train images: 512 settles MinMax ranges
+    calibration: str = "minmax"  # INT8 activation ranges: minmax, percentile or entropy
     validation_images: int = 256
     data_dir: str | None = None  # where the run's dataset is now, if it moved
     force: bool = False
@@ -39,6 +40,12 @@ class ExportSpec:
     model_name: str | None = None
     triton_platform: str = "onnxruntime_onnx"
     max_queue_delay_us: int = 100
+
+    @property
+    def int8_form(self) -> str:
+        """The INT8 form for this export's runtime (``quantize.INT8_FORMS``)."""
+        trt = self.format == "trt" or self.triton_platform == "tensorrt_plan"
+        return "trt" if trt else "cpu"
 
     def __post_init__(self) -> None:
         p = []
@@ -53,6 +60,10 @@ class ExportSpec:
         lo, opt, hi = self.batch_range
         if not 1 <= lo <= opt <= hi:
             p.append(f"batch_range={self.batch_range}, expected MIN<=OPT<=MAX, all >= 1")
+        from .quantize import CALIBRATIONS
+
+        if self.calibration not in CALIBRATIONS:
+            p.append(f"calibration={self.calibration!r}, expected one of {CALIBRATIONS}")
         if self.calibration_images < 1 or self.validation_images < 2:
             p.append("calibration_images must be >= 1 and validation_images >= 2")
         p += self._triton_problems()

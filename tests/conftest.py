@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+
+# One intra-op thread for torch in the tests (and the processes they start): on a machine whose
+# 2 cores are shared with other jobs, OpenMP's spinning threads thrash. Measured for the shared
+# trained_run fixture beside one busy job: 157 s with 2 threads, 49 s with 1. Timing belongs in
+# benchmarks/, which use every core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 pytest_plugins = ["run_fixtures"]  # trained_run / run_dir, shared by export and bench tests
 

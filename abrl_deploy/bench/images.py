@@ -59,7 +59,9 @@ def _stated_steps(card: ModelCard, spec, data_dir: str | None, limit: int | None
     from abrl_deploy.preprocess import Preprocessor
 
     if spec.needs_dir and data_dir is None:
-        raise DatasetError(f"dataset {spec.name!r} needs --data-dir: a directory holding {spec.layout}")
+        raise DatasetError(
+            f"dataset {spec.name!r} needs --data-dir: a directory holding {spec.layout}"
+        )
     test = spec.read(Path(data_dir).expanduser() if spec.needs_dir else None).test
     rows = sample_order(len(test), limit or ALL)
     pre = Preprocessor(card)

@@ -34,7 +34,9 @@ class ModelFacts:
         if self.resize is not None and self.resize < 0:
             p.append(f"--resize {self.resize} must be >= 0 (0: no resize)")
         if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
-            p.append(f"--interpolation {self.interpolation}: use one of {', '.join(INTERPOLATIONS)}")
+            p.append(
+                f"--interpolation {self.interpolation}: use one of {', '.join(INTERPOLATIONS)}"
+            )
         if self.scale is not None and self.scale not in SCALES:
             p.append(f"--scale {self.scale}: use 1/255 (pixels in [0, 1]) or 1 (0-255)")
         if self.channel_order is not None and self.channel_order not in CHANNEL_ORDERS:
@@ -135,7 +137,8 @@ def _with_dataset(card: ModelCard, facts: ModelFacts) -> ModelCard:
             "layout": card.layout, "dataset": card.dataset,
             "resize": ev.get("resize", card.input_size),
             "interpolation": ev.get("interpolation", "bilinear"),
-            "scale": ev.get("scale", "1/255"), "channel_order": ev.get("channel_order", "RGB")}  # fmt: skip
+            "scale": ev.get("scale", "1/255"),
+            "channel_order": ev.get("channel_order", "RGB")}  # fmt: skip
     wrong = [f"--{name.replace('_', '-')} {given}" for name, given in vars(facts).items()
              if given is not None and not _same(given, said[name])]  # fmt: skip
     if wrong:

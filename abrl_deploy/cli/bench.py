@@ -85,24 +85,42 @@ def bench(
     ] = None,
     resize: Annotated[
         int | None,
-        typer.Option("--resize", help="No card: shorter side before the centre crop; 0: none "
-                     "[default: the input size, so images already that size are untouched]."),
+        typer.Option(
+            "--resize",
+            help="No card: shorter side before the centre crop; 0: none "
+            "[default: the input size, so images already that size are untouched].",
+        ),
     ] = None,  # fmt: skip
     interpolation: Annotated[
-        str | None, typer.Option("--interpolation", help="No card: bilinear, bicubic, nearest, "
-                                 "lanczos, box or hamming [default: bilinear].")
+        str | None,
+        typer.Option(
+            "--interpolation",
+            help="No card: bilinear, bicubic, nearest, "
+            "lanczos, box or hamming [default: bilinear].",
+        ),
     ] = None,  # fmt: skip
     scale: Annotated[
-        str | None, typer.Option("--scale", help="No card: pixels times 1/255 (in [0, 1]) or 1 "
-                                 "(0-255) before --mean/--std [default: 1/255].")
+        str | None,
+        typer.Option(
+            "--scale",
+            help="No card: pixels times 1/255 (in [0, 1]) or 1 "
+            "(0-255) before --mean/--std [default: 1/255].",
+        ),
     ] = None,  # fmt: skip
     channel_order: Annotated[
-        str | None, typer.Option("--channel-order", help="No card: rgb or bgr (--mean/--std "
-                                 "in that order) [default: rgb].")
+        str | None,
+        typer.Option(
+            "--channel-order",
+            help="No card: rgb or bgr (--mean/--std in that order) [default: rgb].",
+        ),
     ] = None,  # fmt: skip
     save_card: Annotated[
-        Path | None, typer.Option("--save-card", help="No card: write the card built from the "
-                                  "flags here, for abrl predict --card and Predictor(card=).")
+        Path | None,
+        typer.Option(
+            "--save-card",
+            help="No card: write the card built from the "
+            "flags here, for abrl predict --card and Predictor(card=).",
+        ),
     ] = None,  # fmt: skip
     claim: Annotated[
         float, typer.Option("--claim", help="Claimed latency reduction vs --baseline.")

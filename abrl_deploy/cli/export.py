@@ -64,8 +64,14 @@ def export(
         str, typer.Option("--outputs", help="logits or logits,features.")
     ] = "logits",
     calibration_images: Annotated[
-        int, typer.Option("--calibration-images", help="INT8 calibration images.")
-    ] = 256,
+        int, typer.Option("--calibration-images", help="INT8 calibration images (train split).")
+    ] = 512,
+    calibration: Annotated[
+        str,
+        typer.Option(
+            "--calibration", help="INT8 activation ranges: minmax, percentile or entropy."
+        ),
+    ] = "minmax",  # fmt: skip
     validation_images: Annotated[
         int, typer.Option("--validation-images", help="Test images to verify on.")
     ] = 256,
@@ -93,7 +99,8 @@ def export(
         run_dir=run_dir, format=format.value, precision=precision.value, out=out, opset=opset,
         batch_range=parse_numbers(batch_range, "--batch-range", n=3, example="1,64,256"),
         outputs=tuple(o.strip() for o in outputs.split(",")),
-        calibration_images=calibration_images, validation_images=validation_images,
+        calibration_images=calibration_images, calibration=calibration,
+        validation_images=validation_images,
         data_dir=str(data_dir) if data_dir else None, force=force, model_name=model_name,
         triton_platform=triton_platform.value, max_queue_delay_us=max_queue_delay_us,
     )  # fmt: skip

@@ -26,8 +26,10 @@ def predict(
     ] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads.")] = None,
     card: Annotated[
-        Path | None, typer.Option("--card", help="A card JSON for a model without one "
-                                  "(abrl bench --save-card writes it).")
+        Path | None,
+        typer.Option(
+            "--card", help="A card JSON for a model without one (abrl bench --save-card writes it)."
+        ),
     ] = None,  # fmt: skip
 ) -> None:
     """Print the top-k classes of each image, with the card's preprocessing."""

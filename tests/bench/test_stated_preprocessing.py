@@ -91,8 +91,9 @@ def test_every_stated_step_can_be_overridden(border):
 
 
 def test_bad_preprocessing_flags_are_refused_in_one_line(border):
-    for flag, value, says in (("--scale", "2", "use 1/255"), ("--interpolation", "cubic",
-                              "use one of"), ("--channel-order", "rbg", "use rgb or bgr")):  # fmt: skip
+    bad = (("--scale", "2", "use 1/255"), ("--interpolation", "cubic", "use one of"),
+           ("--channel-order", "rbg", "use rgb or bgr"))  # fmt: skip
+    for flag, value, says in bad:
         r = runner.invoke(app, ["bench", str(border["model"]), *FAST, *NORM, "--data-dir",
                                 str(border["data"]), flag, value])  # fmt: skip
         assert r.exit_code == 2 and says in r.output, r.output

@@ -28,6 +28,9 @@ def test_precision_variant_is_verified_and_self_describing(run_dir, precision, a
     assert card.export["precision"] == precision
     assert card.export["validation"]["top1_agreement"] >= agreement
     assert "top1_change_vs_fp32" in card.export
+    if precision == "int8":  # the CPU form: uint8 activations, int8 weights; recorded
+        assert card.export["int8"]["form"] == "cpu"
+        assert card.export["int8"]["activations"].startswith("uint8")
     assert not (run_dir / "model.onnx").exists()  # the fp32 rung stayed a temporary
 
 

@@ -16,6 +16,7 @@ from abrl_deploy.errors import ConfigError, ExportError  # noqa: E402
 from abrl_deploy.export.quantize import (  # noqa: E402
     ImageCalibrationReader,
     convert_fp16,
+    quantizable_nodes,
     quantize_int8,
 )
 
@@ -149,7 +150,7 @@ def test_calibration_reader_rejects_non_nchw() -> None:
 def int8_onnx(fp32_onnx: Path) -> Path:
     dst = fp32_onnx.with_name("model.int8.onnx")
     batches = (make_images(32, seed=2000 + i)[0] for i in range(4))
-    quantize_int8(fp32_onnx, dst, ImageCalibrationReader(batches, "images"))
+    quantize_int8(fp32_onnx, dst, ImageCalibrationReader(batches, "images"), form="trt")
     return dst
 
 
@@ -184,12 +185,38 @@ def test_int8_runs_in_ort_agrees_and_keeps_metadata(
     assert metadata.items() >= METADATA.items()
 
 
-def test_int8_asymmetric_variant_for_ort(fp32_onnx: Path, eval_images: np.ndarray) -> None:
-    dst = fp32_onnx.with_name("model.int8-asym.onnx")
+@pytest.mark.parametrize("calibration", ["minmax", "percentile", "entropy"])
+def test_int8_cpu_form_has_uint8_activations_and_int8_weights(
+    fp32_onnx: Path, eval_images: np.ndarray, calibration: str
+) -> None:
+    dst = fp32_onnx.with_name(f"model.int8-{calibration}.onnx")
     batches = (make_images(32, seed=2000 + i)[0] for i in range(4))
-    quantize_int8(fp32_onnx, dst, ImageCalibrationReader(batches, "images"), symmetric=False)
+    quantize_int8(fp32_onnx, dst, ImageCalibrationReader(batches, "images"),
+                  calibration=calibration)  # fmt: skip
+    model = onnx.load(str(dst))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    stored = [inits[n.input[2]] for n in dq if n.input[0] in inits]
+    weights = [z for z in stored if z.dtype != np.int32]  # int32: the quantized biases
+    activations = [inits[n.input[2]] for n in dq if n.input[0] not in inits]
+    assert weights and all(z.dtype == np.int8 and not z.any() for z in weights)
+    assert activations and all(z.dtype == np.uint8 for z in activations)
     ref, got = run_ort(fp32_onnx, eval_images), run_ort(dst, eval_images)
     assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.90
+
+
+def test_excluded_nodes_stay_in_float(fp32_onnx: Path) -> None:
+    names = quantizable_nodes(fp32_onnx)
+    assert len(names) >= 3  # two Convs and the Linear
+    dst = fp32_onnx.with_name("model.int8-excluded.onnx")
+    batches = (make_images(32, seed=2000 + i)[0] for i in range(4))
+    quantize_int8(fp32_onnx, dst, ImageCalibrationReader(batches, "images"), exclude=(names[0],))
+    model = onnx.load(str(dst))
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    (first,) = [n for n in model.graph.node if n.name == names[0]]
+    assert producers.get(first.input[1]) != "DequantizeLinear"  # its weight stayed float
+    quantized = [n for n in model.graph.node if n.name in names[1:]]
+    assert all(producers.get(n.input[1]) == "DequantizeLinear" for n in quantized)
 
 
 def test_int8_without_calibration_data_says_so(fp32_onnx: Path, tmp_path: Path) -> None:
