@@ -55,33 +55,38 @@ def export(spec: ExportSpec) -> ExportResult:
             model, tmp_dir, lambda p: check(p, "fp32"),
             size=card.input_size, opset=spec.opset, outputs=spec.outputs,
         )  # fmt: skip
-        fp32_metrics = report.metrics
+        fp32_metrics, int8 = report.metrics, None
         if spec.precision != "fp32":
-            path, report = _variant(spec, card, path, tmp_dir, check)
+            path, report, int8 = _variant(spec, card, path, tmp_dir, check)
         info = _export_info(spec, exporter, report, fp32_metrics)
+        if int8 is not None:
+            info["int8"].update(int8)
         if spec.format == "onnx":
             embed_card(path, card.replace(export=info), dst=target)
+            extra = {"int8": info["int8"]} if "int8" in info else {}
             return ExportResult(target, "onnx", spec.precision, exporter, report.metrics,
-                                time.perf_counter() - t0)  # fmt: skip
+                                time.perf_counter() - t0, extra)  # fmt: skip
         return _engine(spec, card, info, path, exporter, report, t0, tmp_dir, check_runner)
 
 
 def _variant(spec: ExportSpec, card: ModelCard, fp32: Path, tmp_dir: Path, check):
-    """FP16 or INT8 from the validated FP32 file; validated against PyTorch in its turn."""
-    from .quantize import ImageCalibrationReader, convert_fp16, quantize_int8
+    """FP16 or INT8 from the validated FP32 file; validated against PyTorch in its turn.
+    Returns (path, report, what the card records of INT8's fallback or None)."""
+    from .int8_fallback import quantize_within_tolerance
+    from .quantize import convert_fp16
 
     out = tmp_dir / f"model.{spec.precision}.onnx"
-    if spec.precision == "fp16":
-        convert_fp16(fp32, out)
-    else:
+    if spec.precision == "int8":
         calib, _ = run_images(card, "train", spec.calibration_images, spec.data_dir)
         batches = [calib[i : i + 32] for i in range(0, len(calib), 32)]
-        quantize_int8(fp32, out, ImageCalibrationReader(batches, "images"), form=spec.int8_form,
-                      calibration=spec.calibration)  # fmt: skip
+        return (out, *quantize_within_tolerance(fp32, out, batches, lambda p: check(p, "int8"),
+                                                form=spec.int8_form,
+                                                calibration=spec.calibration))  # fmt: skip
+    convert_fp16(fp32, out)
     report = check(out, spec.precision)
     if not report.passed:
         raise ExportError(f"{spec.precision} variant failed: " + "; ".join(report.failures()))
-    return out, report
+    return out, report, None
 
 
 def _engine(spec, card, info, onnx_path, exporter, report, t0, tmp_dir, check) -> ExportResult:

@@ -121,6 +121,16 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+    int8 = result.extra.get("int8")
+    if int8:
+        kept = int8.get("kept_in_float") or []
+        console.print(
+            f"int8 form: activations {int8['activations']}, weights {int8['weights']} (for "
+            f"{int8['for']}); calibration {int8['calibration']} on {int8['calibration_images']} "
+            f"train images; kept in float: {', '.join(kept) if kept else 'none'}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if platform:
         serve = f"serve: tritonserver --model-repository {result.path.parent}"
         console.print(serve, highlight=False, soft_wrap=True)

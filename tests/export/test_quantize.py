@@ -13,6 +13,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from abrl_deploy.errors import ConfigError, ExportError  # noqa: E402
+from abrl_deploy.export.int8_fallback import quantize_within_tolerance  # noqa: E402
 from abrl_deploy.export.quantize import (  # noqa: E402
     ImageCalibrationReader,
     convert_fp16,
@@ -223,3 +224,61 @@ def test_int8_without_calibration_data_says_so(fp32_onnx: Path, tmp_path: Path) 
     with pytest.raises(ExportError, match="gave no batch"):
         quantize_int8(fp32_onnx, tmp_path / "x.onnx", ImageCalibrationReader([], "images"))
     assert not (tmp_path / "x.onnx").exists()
+
+
+def _strict_check(fp32_onnx: Path, min_cosine: float):
+    """The real validation of a file against the FP32 model, judged by ``min_cosine`` only."""
+    from abrl_deploy.export.validate import Check, ValidationReport, validate_onnx
+
+    images, labels = make_images(64, seed=1000)
+    reference = {"logits": run_ort(fp32_onnx, images).astype(np.float64)}
+    calls = []
+
+    def check(path: Path) -> ValidationReport:
+        m = validate_onnx(path, reference, images, labels, "int8").metrics
+        calls.append(m["min_cosine"])
+        return ValidationReport((Check("min_cosine", m["min_cosine"], min_cosine, True),), m)
+
+    return check, calls
+
+
+def _batches():
+    return [make_images(32, seed=2000 + i)[0] for i in range(4)]
+
+
+def test_int8_that_passes_keeps_every_layer_quantized(fp32_onnx: Path) -> None:
+    check, calls = _strict_check(fp32_onnx, 0.5)
+    dst = fp32_onnx.with_name("model.int8-pass.onnx")
+    report, record = quantize_within_tolerance(fp32_onnx, dst, _batches(), check, form="cpu",
+                                               calibration="minmax")  # fmt: skip
+    assert report.passed and record["kept_in_float"] == [] and record["sensitivity"] == {}
+    assert len(calls) == 1  # no probing when the first attempt passes
+
+
+def test_int8_that_misses_keeps_the_most_sensitive_layers_in_float(fp32_onnx: Path) -> None:
+    full, _ = _strict_check(fp32_onnx, 0.0)
+    dst = fp32_onnx.with_name("model.int8-fallback.onnx")
+    quantize_int8(fp32_onnx, dst, ImageCalibrationReader(_batches(), "images"))
+    full_cosine = full(dst).metrics["min_cosine"]
+    # A tolerance the fully quantized file misses but the float model meets.
+    check, _ = _strict_check(fp32_onnx, (full_cosine + 1.0) / 2)
+    report, record = quantize_within_tolerance(fp32_onnx, dst, _batches(), check, form="cpu",
+                                               calibration="minmax")  # fmt: skip
+    assert report.passed and record["kept_in_float"]
+    sensitivity = record["sensitivity"]
+    assert set(sensitivity) == set(quantizable_nodes(fp32_onnx))
+    ranked = sorted(sensitivity, key=sensitivity.__getitem__, reverse=True)
+    assert record["kept_in_float"] == ranked[: len(record["kept_in_float"])]
+    assert [a["passed"] for a in record["attempts"]][-1] and not record["attempts"][0]["passed"]
+    model = onnx.load(str(dst))  # the file written is the one that passed: those layers in float
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    for node in model.graph.node:
+        if node.name in record["kept_in_float"]:
+            assert producers.get(node.input[1]) != "DequantizeLinear", node.name
+
+
+def test_int8_that_nothing_rescues_fails_naming_the_best_attempt(fp32_onnx: Path) -> None:
+    check, _ = _strict_check(fp32_onnx, 1.5)  # no file can have cosine above 1
+    with pytest.raises(ExportError, match=r"failed even with all 3 Conv/Gemm layers.*min_cosine"):
+        quantize_within_tolerance(fp32_onnx, fp32_onnx.with_name("x.onnx"), _batches(), check,
+                                  form="cpu", calibration="minmax")  # fmt: skip
