@@ -23,7 +23,7 @@ from abrl_deploy.errors import ConfigError, RuntimeBackendError
 from abrl_deploy.preprocess import Preprocessor
 from abrl_deploy.runtime.backends import make_runner, unavailable_reason
 
-BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "ov-cpu", "trt")
 AUTO_ORDER = ("ort-trt", "ort-cuda", "ort-cpu")  # the fastest that can run here
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from abrl_deploy import __version__
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError
-from abrl_deploy.runtime.backends import BACKENDS, make_runner, unavailable_reason
+from abrl_deploy.runtime.backends import ARTIFACT, BACKENDS, make_runner, unavailable_reason
 
 from .accuracy import accuracy, agreement, predict_all
 from .environment import environment
@@ -129,7 +129,7 @@ def _plan(spec: BenchSpec, sources: list[ModelSource]):
         labels = []
         for s in sources:
             runnable = s.artifact_for(backend) is not None or (
-                s.needs_export and backend.startswith("ort-")
+                s.needs_export and ARTIFACT[backend] == "onnx"
             )
             if runnable:
                 labels.append(s.label)
@@ -151,7 +151,7 @@ def _plan(spec: BenchSpec, sources: list[ModelSource]):
 def _ensure_onnx(source, tmp: Path, plan, spec: BenchSpec, progress: Progress) -> ModelSource:
     """Export a run directory without model.onnx into ``tmp`` when an ONNX backend will run it."""
     if not source.needs_export or not any(
-        b.startswith("ort-") and source.label in labels for b, labels in plan.items()
+        ARTIFACT[b] == "onnx" and source.label in labels for b, labels in plan.items()
     ):
         return source
     from abrl_deploy.export import ExportSpec, export
@@ -172,7 +172,8 @@ def _bench_backend(backend, labels, sources, data, spec: BenchSpec, progress) ->
             progress(f"{backend}: loading {label}", None)
             # no spinning: idle ONNX Runtime threads of one model would slow the next one down
             runner = make_runner(backend, source.artifact_for(backend), threads=spec.threads,
-                                 compile=spec.compile, spinning=False)  # fmt: skip
+                                 compile=spec.compile, spinning=False,
+                                 ov_precision=spec.ov_precision)  # fmt: skip
             stack.callback(runner.close)
             images = to_layout(data[label][0], source.card.layout)
             batch = timing_batch(images, spec.batch)

@@ -21,6 +21,7 @@ class BenchSpec:
     protocol: Protocol = field(default_factory=Protocol)
     threads: int | None = None
     compile: bool = False  # torch.compile the PyTorch backends
+    ov_precision: str = "auto"  # OpenVINO's inference precision; auto: its own (bf16 on AMX)
     facts: ModelFacts = field(default_factory=ModelFacts)
     data_dir: str | None = None
     limit: int | None = None  # test images for accuracy; None: the whole test split
@@ -44,6 +45,8 @@ class BenchSpec:
         unknown = [b for b in self.backends or () if b not in BACKENDS]
         if unknown:
             p.append(f"unknown backend {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
+        if self.ov_precision not in ("auto", "f32", "bf16", "f16"):
+            p.append(f"--ov-precision {self.ov_precision}: use auto, f32, bf16 or f16")
         if self.backends is not None and not self.backends:
             p.append("--backend is empty")
         if p:

@@ -49,8 +49,8 @@ def bench(
         str | None,
         typer.Option(
             "--backend",
-            help="Comma-separated: torch,torch-cuda,ort-cpu,ort-cuda,"
-            "ort-trt,trt [default: every one that can run here].",
+            help="Comma-separated: torch,torch-bf16,torch-cuda,ort-cpu,ort-cuda,"
+            "ort-trt,ov-cpu,trt [default: every one that can run here].",
         ),
     ] = None,  # fmt: skip
     batch: Annotated[int, typer.Option("--batch", help="Batch size timed.")] = 64,
@@ -66,6 +66,14 @@ def bench(
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile the PyTorch backends.")
     ] = False,
+    ov_precision: Annotated[
+        str,
+        typer.Option(
+            "--ov-precision",
+            help="OpenVINO inference precision: auto (its own: "
+            "bf16 on AMX/AVX-512 BF16 CPUs), f32, bf16 or f16.",
+        ),
+    ] = "auto",  # fmt: skip
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="Test images for a model without a card.")
     ] = None,
@@ -145,7 +153,8 @@ def bench(
         models=tuple(models), baseline=baseline,
         backends=tuple(b.strip() for b in backend.split(",") if b.strip()) if backend else None,
         batch=batch, protocol=Protocol(warmup, min_iters, min_seconds, block), threads=threads,
-        compile=compile, data_dir=str(data_dir) if data_dir else None, limit=limit, claim=claim,
+        compile=compile, ov_precision=ov_precision,
+        data_dir=str(data_dir) if data_dir else None, limit=limit, claim=claim,
         facts=ModelFacts(input_size=input_size, mean=_rgb(mean, "--mean"),
                          std=_rgb(std, "--std"),
                          layout=layout.value.upper() if layout else None, dataset=dataset,
@@ -205,6 +214,13 @@ def _run_with_progress(run_bench, spec, quiet: bool):
         return run_bench(spec, progress)
 
 
+def _backend_label(row: dict) -> str:
+    """The backend, with the precision it really ran in where that is not the file's own."""
+    runner = row["runner"]
+    precision = runner.get("inference_precision") or runner.get("precision")
+    return row["backend"] + (f" ({precision})" if precision and precision != "fp32" else "")
+
+
 def _print(console: Console, r: dict) -> None:
     env = r["environment"]
     table = Table(
@@ -218,7 +234,7 @@ def _print(console: Console, r: dict) -> None:
     for x in r["results"]:
         lat, agr = x["latency"], x["agreement"]
         table.add_row(
-            escape(x["model"]), x["backend"], f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
+            escape(x["model"]), _backend_label(x), f"{lat['p50_ms']:.2f}", f"{lat['p90_ms']:.2f}",
             f"{lat['cv']:.1%}", str(lat["count"]), f"{lat['throughput_ips']:.0f}",
             f"{x['first_call_ms']:.0f}", f"{x['accuracy']['top1']:.2f}",
             f"{agr['top1_flip_rate']:.2%} ({agr['reference']})",

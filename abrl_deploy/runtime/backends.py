@@ -12,11 +12,11 @@ from abrl_deploy.errors import RuntimeBackendError
 
 from .base import Runner
 
-BACKENDS = ("torch", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+BACKENDS = ("torch", "torch-bf16", "torch-cuda", "ort-cpu", "ort-cuda", "ort-trt", "ov-cpu", "trt")
 # Which file each backend runs: a run directory, an ONNX file, or a TensorRT engine.
 ARTIFACT = {
-    "torch": "run", "torch-cuda": "run",
-    "ort-cpu": "onnx", "ort-cuda": "onnx", "ort-trt": "onnx",
+    "torch": "run", "torch-bf16": "run", "torch-cuda": "run",
+    "ort-cpu": "onnx", "ort-cuda": "onnx", "ort-trt": "onnx", "ov-cpu": "onnx",
     "trt": "engine",
 }  # fmt: skip
 
@@ -28,7 +28,11 @@ def unavailable_reason(backend: str) -> str | None:
     if backend.startswith("torch"):
         if importlib.util.find_spec("torch") is None:
             return "PyTorch is not installed (pip install 'abrl[train]')"
-        return None if backend == "torch" else _cuda_reason()
+        return _cuda_reason() if backend == "torch-cuda" else None
+    if backend == "ov-cpu":
+        if importlib.util.find_spec("openvino") is None:
+            return "OpenVINO is not installed (pip install 'abrl[openvino]')"
+        return None
     if backend.startswith("ort-"):
         if importlib.util.find_spec("onnxruntime") is None:
             return "onnxruntime is not installed (pip install 'abrl[runtime]' or 'abrl[gpu]')"
@@ -62,13 +66,20 @@ def make_runner(
     threads: int | None = None,
     compile: bool = False,
     spinning: bool = True,
+    ov_precision: str = "auto",
 ) -> Runner:
-    """The (unopened) runner of ``path`` on ``backend``; ``spinning`` is ONNX Runtime's."""
+    """The (unopened) runner of ``path`` on ``backend``; ``spinning`` is ONNX Runtime's,
+    ``ov_precision`` OpenVINO's inference precision ("auto": OpenVINO's own choice)."""
     if ARTIFACT.get(backend) == "run":
         from .pytorch import TorchRunner
 
         device = "cuda" if backend == "torch-cuda" else "cpu"
-        return TorchRunner(path, device=device, compile=compile, threads=threads)
+        return TorchRunner(path, device=device, compile=compile, threads=threads,
+                           bf16=backend == "torch-bf16")  # fmt: skip
+    if backend == "ov-cpu":
+        from .openvino import OvRunner
+
+        return OvRunner(path, precision=ov_precision, threads=threads)
     if ARTIFACT.get(backend) == "onnx":
         from .onnxruntime import OrtRunner
 

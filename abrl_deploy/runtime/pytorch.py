@@ -1,4 +1,6 @@
-"""PyTorch runner: the trained classifier of a run directory, eager or ``torch.compile``d.
+"""PyTorch runner: the trained classifier of a run directory, eager or ``torch.compile``d, in
+float32 or (``torch-bf16``) under CPU bf16 autocast: a precision change whose accuracy the bench
+reports beside its speed.
 
 The reference every other backend is compared with. On CUDA the timed call includes the copies
 to and from the device and ends in a synchronisation, so it measures what the other runners do;
@@ -36,8 +38,12 @@ class TorchRunner(Runner):
         device: str = "cpu",
         compile: bool = False,
         threads: int | None = None,
+        bf16: bool = False,
     ):
         super().__init__()
+        self.bf16 = bf16
+        if bf16:
+            self.backend = "torch-bf16"
         self.run_dir, self.device, self.compile, self.threads = (
             Path(run_dir),
             device,
@@ -78,6 +84,7 @@ class TorchRunner(Runner):
             "device": self.device,
             "compile": self.compile,
             "threads": torch.get_num_threads(),
+            "precision": "bf16 autocast" if self.bf16 else "fp32",
         }
         if self.device == "cuda":
             info["gpu"] = torch.cuda.get_device_name()
@@ -101,7 +108,8 @@ class TorchRunner(Runner):
         try:
             with torch.inference_mode():
                 if self.device == "cpu":
-                    return {"logits": self.model(staged).numpy()}
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                        return {"logits": self.model(staged).float().numpy()}
                 start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
                 start.record()
                 logits = self.model(staged.to(self.device, non_blocking=False))

@@ -207,7 +207,8 @@ def test_unavailable_backends_are_skipped_with_reasons_or_refused(third_party, m
     assert report["backends"]["measured"] == ["ort-cpu"]
     skipped = {s["backend"]: s["reason"] for s in report["backends"]["skipped"]}
     assert skipped == {b: f"{b} is not here (test)" for b in
-                       ("torch", "torch-cuda", "ort-cuda", "ort-trt", "trt")}  # fmt: skip
+                       ("torch", "torch-bf16", "torch-cuda", "ort-cuda", "ort-trt", "ov-cpu",
+                        "trt")}  # fmt: skip
     assert "skipped trt: trt is not here (test)" in r.output
     r = bench(str(third_party["narrow"]), *DIGITS, "--backend", "ort-cpu,trt")
     assert r.exit_code == 2 and "backend trt cannot run here: trt is not here (test)" in r.output
