@@ -25,7 +25,10 @@ def _images(n=16, size=16):
 
 def test_openvino_f32_equals_onnxruntime_and_says_f32(model):
     x = _images()
-    with make_runner("ort-cpu", model) as ort, make_runner("ov-cpu", model, ov_precision="f32") as ov:
+    with (
+        make_runner("ort-cpu", model) as ort,
+        make_runner("ov-cpu", model, ov_precision="f32") as ov,
+    ):
         ref, got = ort.infer(x)["logits"], ov.infer(x)["logits"]
         assert ov.describe()["inference_precision"] == "f32"
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
