@@ -300,11 +300,13 @@ def test_an_onnx_file_gets_no_torch_row_and_its_reference_is_named(run_report, t
     refused = bench(str(onnx), "--backend", "torch")
     assert refused.exit_code == 2 and "not this onnx file" in refused.output
     _, report = bench_ok([onnx], tmp_path / "b.json", "--batch", "16")
-    assert {r["backend"] for r in report["results"]} == {"ort-cpu"}
+    # every backend that runs ONNX files here (ort-cpu, and ov-cpu where OpenVINO is installed)
+    assert {r["backend"] for r in report["results"]} <= {"ort-cpu", "ov-cpu"}
+    assert "ort-cpu" in {r["backend"] for r in report["results"]}
     skipped = [s for s in report["backends"]["skipped"] if s["backend"] == "torch"]
     assert skipped and "not this onnx file" in skipped[0]["reason"]
-    (row,) = report["results"]
-    assert row["agreement"]["reference"] == "torch reference: model fp32"
+    for row in report["results"]:
+        assert row["agreement"]["reference"] == "torch reference: model fp32"
     assert report["models"][0]["reference_run"] == str(root / "model")
 
 
