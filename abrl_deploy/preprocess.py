@@ -37,6 +37,8 @@ def _pil():
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 SCALES = {"1/255": 255.0, "1": 1.0}  # card "scale" -> what pixels are divided by
 CHANNEL_ORDERS = ("RGB", "BGR")
+# What a card's eval steps mean when they do not say (every card before issue 12 says none).
+DEFAULT_STEPS = {"interpolation": "bilinear", "scale": "1/255", "channel_order": "RGB"}
 
 
 class Preprocessor:
@@ -49,8 +51,9 @@ class Preprocessor:
         self.crop = int(ev.get("crop", card.input_size))
         self.mean = np.asarray(card.mean, np.float32).reshape(3, 1, 1)
         self.std = np.asarray(card.std, np.float32).reshape(3, 1, 1)
-        self.interpolation = ev.get("interpolation", "bilinear")
-        scale, self.channel_order = str(ev.get("scale", "1/255")), ev.get("channel_order", "RGB")
+        steps = {**DEFAULT_STEPS, **ev}
+        self.interpolation, self.channel_order = steps["interpolation"], steps["channel_order"]
+        scale = str(steps["scale"])
         problems = []
         if self.interpolation not in INTERPOLATIONS:
             problems.append(f"interpolation {self.interpolation!r} (known: {INTERPOLATIONS})")

@@ -11,7 +11,7 @@ from typing import Any
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, first_line
 from abrl_deploy.inspect import describe
-from abrl_deploy.preprocess import CHANNEL_ORDERS, INTERPOLATIONS, SCALES
+from abrl_deploy.preprocess import CHANNEL_ORDERS, DEFAULT_STEPS, INTERPOLATIONS, SCALES
 from abrl_deploy.runtime.backends import ARTIFACT
 
 
@@ -136,9 +136,7 @@ def _with_dataset(card: ModelCard, facts: ModelFacts) -> ModelCard:
     said = {"input_size": card.input_size, "mean": tuple(card.mean), "std": tuple(card.std),
             "layout": card.layout, "dataset": card.dataset,
             "resize": ev.get("resize", card.input_size),
-            "interpolation": ev.get("interpolation", "bilinear"),
-            "scale": ev.get("scale", "1/255"),
-            "channel_order": ev.get("channel_order", "RGB")}  # fmt: skip
+            **{k: ev.get(k, v) for k, v in DEFAULT_STEPS.items()}}  # fmt: skip
     wrong = [f"--{name.replace('_', '-')} {given}" for name, given in vars(facts).items()
              if given is not None and not _same(given, said[name])]  # fmt: skip
     if wrong:
@@ -251,8 +249,7 @@ def _preprocessing(facts: ModelFacts, size: int, layout: str, assumed: dict[str,
     """
     given = {"resize": facts.resize, "crop": None, "interpolation": facts.interpolation,
              "scale": facts.scale, "channel_order": facts.channel_order}  # fmt: skip
-    value = {"resize": size, "crop": size, "interpolation": "bilinear", "scale": "1/255",
-             "channel_order": "RGB"}  # fmt: skip
+    value = {"resize": size, "crop": size, **DEFAULT_STEPS}
     for name, flag in given.items():
         if flag is not None:
             value[name] = flag
