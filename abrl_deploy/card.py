@@ -42,6 +42,8 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     checkpoint_sha256: str | None = None
     export: dict[str, Any] = field(default_factory=dict)
+    # What abrl optimize chose on the machine it ran on: backend, precision, speed, accuracy
+    deploy: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
 
     def __post_init__(self) -> None:

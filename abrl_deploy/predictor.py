@@ -20,6 +20,7 @@ import numpy as np
 
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, RuntimeBackendError
+from abrl_deploy.optimize.record import deploy_choice
 from abrl_deploy.preprocess import Preprocessor
 from abrl_deploy.runtime.backends import make_runner, unavailable_reason
 
@@ -42,7 +43,9 @@ class Prediction:
 
 class Predictor:
     """Load ``path`` (an exported ``.onnx`` with its embedded card, or a TensorRT ``.engine`` with
-    its ``.engine.json`` sidecar) on ``backend``; ``auto`` picks TensorRT EP, CUDA EP, then CPU.
+    its ``.engine.json`` sidecar) on ``backend``. ``auto`` runs a file written by ``abrl
+    optimize`` (``model.deploy.onnx``) the way it chose on this CPU; otherwise, and on another
+    CPU, it picks TensorRT EP, CUDA EP, then CPU.
 
     ``card`` (a ModelCard or a card JSON file, e.g. from ``abrl bench --save-card``) runs a model
     without an embedded card; it is refused for a model that has one.
@@ -61,6 +64,7 @@ class Predictor:
         self._runner, self.backend, self.skipped = _open(self.path, backend, threads)
         try:
             self.card = _card(self._runner, self.path, card)
+            self.choice = self._apply_choice(threads) if backend == "auto" else None
         except Exception:
             self._runner.close()
             raise
@@ -68,6 +72,26 @@ class Predictor:
         # ONNX Runtime's run() is thread-safe; a TensorRT execution context is not
         self._lock = threading.Lock() if self.backend == "trt" else contextlib.nullcontext()
         self.outputs = self._runner.output_names
+
+    def _apply_choice(self, threads: int | None) -> dict[str, Any] | None:
+        """``auto`` on a file shipped by ``abrl optimize``: its measured choice, where it was
+        measured on this CPU and its backend can run here (otherwise the reason is kept)."""
+        choice, why = deploy_choice(self.card)
+        if why:
+            self.skipped.append(why)
+        if choice is None:
+            return None
+        backend, ov = choice["backend"], choice.get("ov_precision") or "auto"
+        reason = unavailable_reason(backend)
+        if reason is not None:
+            self.skipped.append(f"abrl optimize's choice {backend}: {reason}")
+            return None
+        if backend != self.backend or ov != "auto":
+            runner = make_runner(backend, self.path, threads=threads, ov_precision=ov)
+            runner.open()
+            self._runner.close()
+            self._runner, self.backend = runner, backend
+        return choice
 
     def __enter__(self) -> Predictor:
         return self
@@ -80,7 +104,8 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """Where the model runs (backend, providers in use) — for logs and ``GET /v1/model``."""
-        return {"path": str(self.path), **self._runner.describe()}
+        chosen = {"chosen_by": "abrl optimize", **self.choice} if self.choice else {}
+        return {"path": str(self.path), **self._runner.describe(), **chosen}
 
     def logits(self, images: Any) -> np.ndarray:
         """Logits [N, num_classes] as float32."""

@@ -25,12 +25,12 @@ import torch
 from abrl_deploy.bench.environment import environment
 from abrl_deploy.bench.protocol import Protocol, Timing, measure_interleaved
 from abrl_deploy.export.onnx import trace
-from abrl_deploy.export.quantize import ImageCalibrationReader, quantize_int8
+from abrl_deploy.export.quantize import ImageCalibrationReader, convert_fp16, quantize_int8
+from abrl_deploy.machine import cpu_flags
 from abrl_deploy.runtime.backends import make_runner
 from abrl_deploy.training.models import build_classifier
 
 SHAPES = {"resnet18": ("cifar", 64, 32, 100), "resnet50": ("imagenet", 8, 224, 100)}
-FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 class _Torch:
@@ -44,20 +44,11 @@ class _Torch:
             return {"logits": self.model(x).float().numpy()}
 
 
-def _cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])  # fmt: skip
-    return [f for f in FLAGS if f in flags]
-
-
 def _files(model, tmp: Path, size: int, calib: np.ndarray) -> dict[str, Path]:
     fp32 = tmp / "fp32.onnx"
     trace(model, fp32, "dynamo", size=size, opset=18, outputs=("logits",))
-    files = {"fp32": fp32}
+    files = {"fp32": fp32, "fp16": tmp / "fp16.onnx"}
+    convert_fp16(fp32, files["fp16"])
     for key, form in (("int8-s8", "cpu-s8"), ("int8-u8", "cpu")):
         files[key] = tmp / f"{key}.onnx"
         batches = [calib[i : i + 16] for i in range(0, len(calib), 16)]
@@ -73,7 +64,9 @@ def _paths(model, files: dict[str, Path]) -> dict[str, object]:
                                                                 spinning=False),
              "ort int8 (uint8 activations)": make_runner("ort-cpu", files["int8-u8"],
                                                          spinning=False),
+             "ort fp16": make_runner("ort-cpu", files["fp16"], spinning=False),
              "openvino default precision": make_runner("ov-cpu", files["fp32"]),
+             "openvino on the fp16 file": make_runner("ov-cpu", files["fp16"]),
              "openvino f32": make_runner("ov-cpu", files["fp32"], ov_precision="f32"),
              "openvino on the uint8 int8 file": make_runner("ov-cpu",
                                                             files["int8-u8"])}  # fmt: skip
@@ -137,7 +130,7 @@ def main() -> None:
     protocol = Protocol(warmup=3, min_iters=15, min_seconds=args.min_seconds, block=1, min_blocks=3)
     result = {"command": "python benchmarks/deploy.py " + " ".join(
                   f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
-              "cpu_flags": _cpu_flags(), "environment": environment(),
+              "cpu_flags": cpu_flags(), "environment": environment(),
               "torch_threads": torch.get_num_threads(), "onnxruntime": onnxruntime.__version__,
               "models": {}}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,5 @@
-"""Real images of a run's dataset, preprocessed as the card says: for validation (test split)
-and INT8 calibration (train split)."""
+"""Real images of a run's dataset, preprocessed as the card says: for export validation (test
+split), INT8 calibration (train split) and ``abrl optimize``'s choice (validation split)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from abrl_deploy.errors import DatasetError
 def run_images(
     card: ModelCard, split: str, n: int, data_dir: str | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``n`` images (float32 NCHW, normalised) and labels of ``split`` ("test" or "train")."""
+    """Up to ``n`` images (float32 NCHW, normalised) and labels of ``split``: "test", "val" (the
+    run's held-out validation rows) or "train" (without augmentation)."""
     cfg = card.config
     splits = _run_splits(
         card.dataset, data_dir or cfg.get("data_dir"), cfg.get("val_fraction", 0.1),
         card.seed or 0, card.input_size, cfg.get("limit"),
     )  # fmt: skip
-    dataset = splits.test if split == "test" else splits.train_eval
+    dataset = {"test": splits.test, "val": splits.val, "train": splits.train_eval}[split]
+    if len(dataset) == 0:
+        raise DatasetError(f"the run's {split} split is empty (val_fraction 0?); nothing to read")
     xs, ys = zip(*(dataset[i] for i in sample_order(len(dataset), n)), strict=True)
     return torch.stack(xs).numpy().astype(np.float32), np.asarray(ys)
 

@@ -8,6 +8,8 @@ import platform
 import sys
 from typing import Any
 
+from abrl_deploy.machine import cpu_flags, cpu_model
+
 LIBRARIES = ("abrl", "numpy", "scipy", "torch", "onnx", "onnxruntime", "onnxruntime-gpu",
              "tensorrt")  # fmt: skip
 
@@ -15,6 +17,7 @@ LIBRARIES = ("abrl", "numpy", "scipy", "torch", "onnx", "onnxruntime", "onnxrunt
 def environment() -> dict[str, Any]:
     return {
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
@@ -25,17 +28,6 @@ def environment() -> dict[str, Any]:
             k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ
         },  # fmt: skip
     }
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gpu_name() -> str | None:

@@ -62,6 +62,7 @@ def handle_errors(fn: F) -> F:
 from . import bench as _bench  # noqa: E402,F401  (registers the commands)
 from . import export as _export  # noqa: E402,F401
 from . import info as _info  # noqa: E402,F401
+from . import optimize as _optimize  # noqa: E402,F401
 from . import predict as _predict  # noqa: E402,F401
 from . import reproduce as _reproduce  # noqa: E402,F401
 from . import serve as _serve  # noqa: E402,F401

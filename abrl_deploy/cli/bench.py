@@ -16,6 +16,7 @@ from abrl_deploy.errors import DependencyError
 
 from .app import app, handle_errors
 from .parsing import parse_numbers
+from .progress import run_with_progress
 
 VERDICT_STYLE = {"SUPPORTED": "bold green", "REFUTED": "bold red", "INCONCLUSIVE": "bold yellow"}
 
@@ -166,7 +167,7 @@ def bench(
     console = Console()
     if not console.is_terminal:  # logs and pipes: wide enough that no number is cut
         console = Console(width=140)
-    result = _run_with_progress(run_bench, spec, quiet)
+    result = run_with_progress(run_bench, spec, quiet)
     _print(console, result)
     for path, write in ((report, write_json), (markdown, write_markdown)):
         if path is not None:
@@ -196,22 +197,6 @@ def _save_card(spec, path: Path) -> None:
 def _require(module: str, flag: str, needed: bool) -> None:
     if needed and importlib.util.find_spec(module) is None:
         raise DependencyError(f"{flag} needs {module}; pip install 'abrl[bench]'")
-
-
-def _run_with_progress(run_bench, spec, quiet: bool):
-    if quiet:
-        return run_bench(spec)
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("starting", total=None)
-
-        def progress(message: str, fraction: float | None) -> None:
-            total = None if fraction is None else 1.0
-            bar.update(task, description=message, total=total, completed=fraction or 0)
-
-        return run_bench(spec, progress)
 
 
 def _backend_label(row: dict) -> str:

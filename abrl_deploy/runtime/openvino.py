@@ -40,6 +40,7 @@ class OvRunner(Runner):
             raise ConfigError(f"OpenVINO precision {precision!r}: use one of {PRECISIONS}")
         self.path, self.precision, self.threads = Path(path), precision, threads
         self.compiled = self.request = None
+        self._names: tuple[str, ...] = ()
 
     def open_impl(self) -> None:
         ov = import_openvino()
@@ -55,9 +56,23 @@ class OvRunner(Runner):
                 f"ov-cpu cannot load {self.path}: {first_line(exc)}"
             ) from None
         self.request = self.compiled.create_infer_request()
+        self._names = self._graph_output_names()
+
+    def _graph_output_names(self) -> tuple[str, ...]:
+        """Each output by its ONNX graph name: OpenVINO's ``get_any_name`` may return another name
+        of the same tensor (on an FP16 file, the Cast's ``graph_output_cast_0`` for ``logits``)."""
+        import onnx
+
+        graph = [o.name for o in onnx.load(str(self.path), load_external_data=False).graph.output]
+        names = []
+        for port in self.compiled.outputs:
+            known = [n for n in graph if n in port.get_names()]
+            names.append(known[0] if known else port.get_any_name())
+        return tuple(names)
 
     def close_impl(self) -> None:
         self.compiled = self.request = None
+        self._names = ()
 
     @property
     def inference_precision(self) -> str:
@@ -81,7 +96,7 @@ class OvRunner(Runner):
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return tuple(o.get_any_name() for o in self.compiled.outputs)
+        return self._names
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -96,4 +111,5 @@ class OvRunner(Runner):
             result = self.request.infer({0: staged})
         except Exception as exc:
             raise RuntimeBackendError(f"ov-cpu failed on {self.path}: {first_line(exc)}") from None
-        return {o.get_any_name(): np.array(result[o]) for o in self.compiled.outputs}
+        outputs = zip(self._names, self.compiled.outputs, strict=True)
+        return {name: np.array(result[port]) for name, port in outputs}

@@ -34,6 +34,17 @@ def test_openvino_f32_equals_onnxruntime_and_says_f32(model):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_outputs_keep_their_onnx_names_on_an_fp16_file(model, tmp_path):
+    from abrl_deploy.export.quantize import convert_fp16
+
+    fp16 = tmp_path / "model.fp16.onnx"
+    convert_fp16(model, fp16)  # its output is a Cast that OpenVINO names graph_output_cast_0
+    x = _images()
+    with make_runner("ort-cpu", fp16) as ort, make_runner("ov-cpu", fp16, ov_precision="f32") as ov:
+        assert ov.output_names == ort.output_names == ("logits",)
+        np.testing.assert_allclose(ov.infer(x)["logits"], ort.infer(x)["logits"], atol=2e-2)
+
+
 def test_openvino_precision_is_read_back_not_assumed(model):
     x = _images()
     with make_runner("ov-cpu", model, ov_precision="bf16") as ov:

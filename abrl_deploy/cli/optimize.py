@@ -1,0 +1,133 @@
+"""``abrl optimize``: the fastest deployment variant of a run, on this machine, within an
+accuracy budget; the choice is recorded in the shipped file's card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .app import app, handle_errors
+from .progress import run_with_progress
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+@app.command()
+@handle_errors
+def optimize(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by abrl train.")],
+    max_drop: Annotated[
+        float,
+        typer.Option(
+            "--max-drop",
+            help="Top-1 points a variant may lose against PyTorch fp32, on the validation split.",
+        ),
+    ] = 0.5,  # fmt: skip
+    batch: Annotated[int, typer.Option("--batch", help="Images per timed call.")] = 64,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: the runtime's).")
+    ] = None,
+    precisions: Annotated[
+        str, typer.Option("--precisions", help="ONNX files to build: fp32,fp16,int8.")
+    ] = "fp32,fp16,int8",
+    backends: Annotated[
+        str,
+        typer.Option(
+            "--backends",
+            help="Runtimes to try: ort-cpu,ov-cpu,torch-bf16 "
+            "(PyTorch eager fp32 always runs: it is the reference).",
+        ),
+    ] = "ort-cpu,ov-cpu,torch-bf16",  # fmt: skip
+    bf16: Annotated[
+        str,
+        typer.Option(
+            "--bf16", help="bf16 variants: auto (where the CPU has bf16 instructions), on or off."
+        ),
+    ] = "auto",  # fmt: skip
+    val_images: Annotated[
+        int | None, typer.Option("--val-images", help="Validation images (default: all).")
+    ] = None,
+    test_images: Annotated[
+        int | None, typer.Option("--test-images", help="Test images (default: all).")
+    ] = None,
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", help="Measured seconds per variant, at least.")
+    ] = 5.0,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="The run's dataset, if it moved.")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Overwrite model.deploy.onnx and the reports; re-export stale variant files.",
+        ),
+    ] = False,  # fmt: skip
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Build, time and score every CPU variant; ship the fastest within --max-drop."""
+    from abrl_deploy.bench.protocol import Protocol
+    from abrl_deploy.optimize import OptimizeSpec, run_optimize
+
+    spec = OptimizeSpec(
+        run_dir=run_dir, max_drop=max_drop, batch=batch, threads=threads,
+        precisions=_csv(precisions), backends=_csv(backends), bf16=bf16,
+        val_images=val_images, test_images=test_images,
+        protocol=Protocol(min_seconds=min_seconds), data_dir=str(data_dir) if data_dir else None,
+        force=force,
+    )  # fmt: skip
+    report = run_with_progress(run_optimize, spec, quiet)
+    _print(report, spec)
+
+
+def _print(report: dict, spec) -> None:
+    from abrl_deploy.optimize.candidates import REFERENCE
+
+    console = Console() if Console().is_terminal else Console(width=140)
+    env, rule = report["environment"], report["rule"]
+    for note in report["notes"]:
+        console.print(escape(note), highlight=False, soft_wrap=True)
+    table = Table(title=f"abrl optimize · batch {spec.batch} · {escape(env['cpu'])} "
+                  f"({escape(' '.join(env['cpu_flags']))})")  # fmt: skip
+    table.add_column("variant", overflow="fold")
+    table.add_column("runs in", overflow="fold")
+    for col in ("p50 ms", "speed-up [95% CI]", "val top-1", "test top-1", "ok"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in sorted(report["candidates"], key=lambda r: r["latency"]["p50_ms"]):
+        s = r["speedup"]
+        ok = ("yes" if r["eligible"] else "no") if r["shippable"] else "not shipped"
+        ok = "reference" if r["label"] == REFERENCE else ok
+        name = f"[bold]{escape(r['label'])} ← chosen[/]" if r["chosen"] else escape(r["label"])
+        table.add_row(name, escape(r["runtime_precision"]), f"{r['latency']['p50_ms']:.2f}",
+                      f"{s['p50']:.2f}× [{s['low']:.2f}, {s['high']:.2f}]",
+                      f"{r['val']['top1']:.2f}", f"{r['test']['top1']:.2f}", ok)  # fmt: skip
+    console.print(table)
+    console.print(
+        escape(f"rule: fastest ONNX variant within {rule['max_drop']} points of PyTorch fp32's "
+               f"{rule['reference_val_top1']:.2f}% on {rule['val_images']} validation images "
+               f"(one image = {rule['points_per_val_image']:.2f} points); {rule['bf16']}"),
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    for s in report["skipped"]:
+        console.print(escape(f"skipped {s['candidate']}: {s['reason']}"), highlight=False,
+                      soft_wrap=True)  # fmt: skip
+    chosen = next(r for r in report["candidates"] if r["chosen"])
+    console.print(
+        escape(f"chosen: {chosen['label']} ({chosen['runtime_precision']}): test top-1 "
+               f"{chosen['test']['top1']:.2f}%, {chosen['speedup']['p50']:.2f}× PyTorch eager "
+               f"fp32 measured in this run"),
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    console.print(
+        escape(f"wrote {report['deploy']} (its card records the choice; the Predictor, abrl "
+               f"predict and abrl serve use it on this CPU) and "
+               f"{', '.join(str(spec.report_path(k)) for k in ('json', 'markdown', 'plot'))}"),
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip

@@ -1,0 +1,27 @@
+"""The progress bar of the long commands (bench, optimize): on stderr, gone when done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+S = TypeVar("S")
+
+
+def run_with_progress(run: Callable[..., Any], spec: S, quiet: bool) -> Any:
+    """``run(spec, progress)`` with a bar fed by ``progress(message, fraction or None)``."""
+    if quiet:
+        return run(spec)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def progress(message: str, fraction: float | None) -> None:
+            total = None if fraction is None else 1.0
+            bar.update(task, description=message, total=total, completed=fraction or 0)
+
+        return run(spec, progress)

@@ -1,0 +1,201 @@
+"""``run_optimize``: build the variants, open them all, score them on the validation and test
+splits, time them together with the bench's interleaved protocol, choose, and write the chosen
+file (its card records the choice) and the report. Returns the report as plain JSON-able data."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from abrl_deploy import __version__
+from abrl_deploy.bench.accuracy import accuracy, agreement, predict_all
+from abrl_deploy.bench.environment import environment
+from abrl_deploy.bench.images import timing_batch
+from abrl_deploy.bench.protocol import Timing, first_call, measure_interleaved, open_timed
+from abrl_deploy.bench.stats import latency_stats, ratio_ci
+from abrl_deploy.card import ModelCard
+from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError, first_line
+from abrl_deploy.machine import signature
+from abrl_deploy.runtime.backends import make_runner, unavailable_reason
+
+from .artifacts import ensure_files, onnx_card
+from .candidates import REFERENCE, Candidate, bf16_decision, plan_candidates
+from .choice import choose, mark_eligible, mark_frontier
+from .report import write_reports
+from .spec import REPORT_NAMES, OptimizeSpec
+
+SCHEMA = "abrl.optimize"
+SCHEMA_VERSION = 1
+ALL = 10**9
+Progress = Callable[[str, float | None], None]
+
+
+def _quiet(message: str, fraction: float | None) -> None:
+    pass
+
+
+def run_optimize(spec: OptimizeSpec, progress: Progress = _quiet) -> dict[str, Any]:
+    reason = unavailable_reason("torch")
+    if reason is not None:
+        raise DependencyError(f"abrl optimize measures against PyTorch eager: {reason}")
+    from abrl_deploy.export.images import run_images
+
+    run_card = _run_card(Path(spec.run_dir))
+    _refuse_overwrite(spec)
+    files, notes, skipped = ensure_files(spec, run_card, progress)
+    candidates, not_planned = plan_candidates(spec, files)
+    skipped += not_planned
+    progress("reading the validation and test images", None)
+    val = run_images(run_card, "val", spec.val_images or ALL, spec.data_dir)
+    test = run_images(run_card, "test", spec.test_images or ALL, spec.data_dir)
+    rows = _measure(candidates, files, val, test, spec, progress, skipped)
+    reference = next(r for r in rows if r["label"] == REFERENCE)
+    mark_eligible(rows, reference["val"]["top1"], spec.max_drop)
+    mark_frontier(rows)
+    chosen = choose(rows)
+    if chosen is None:
+        raise ConfigError(
+            f"no ONNX variant of {spec.run_dir} is within --max-drop {spec.max_drop} points of "
+            f"PyTorch's {reference['val']['top1']:.2f}% validation top-1; raise --max-drop"
+        )
+    report = _report(spec, rows, reference, chosen, notes, skipped, len(val[1]), len(test[1]))
+    write_reports(report, spec)
+    _write_deploy(spec, chosen, report)
+    return report
+
+
+def _run_card(run_dir: Path) -> ModelCard:
+    if not (run_dir / "card.json").is_file() or not (run_dir / "model.safetensors").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a finished run directory (card.json and model.safetensors); "
+            "give the folder abrl train wrote"
+        )
+    return ModelCard.load(run_dir / "card.json")
+
+
+def _refuse_overwrite(spec: OptimizeSpec) -> None:
+    outputs = [spec.deploy_path] + [spec.report_path(k) for k in REPORT_NAMES]
+    existing = [str(p) for p in outputs if p.exists()]
+    if existing and not spec.force:
+        raise ConfigError(f"{', '.join(existing)} exists; pass --force to overwrite it")
+
+
+def _measure(candidates: list[Candidate], files, val, test, spec: OptimizeSpec, progress,
+             skipped: list[dict[str, str]]) -> list[dict[str, Any]]:  # fmt: skip
+    """Open every candidate, score it on both splits, then time all of them interleaved."""
+    runners, staged, timings, scores, described = {}, {}, {}, {}, {}
+    with contextlib.ExitStack() as stack:
+        for c in candidates:
+            progress(f"loading {c.label}", None)
+            runner = make_runner(c.backend, c.artifact(spec.run_dir, files), threads=spec.threads,
+                                 spinning=False, ov_precision=c.ov_precision)  # fmt: skip
+            try:
+                load = open_timed(runner)
+            except (RuntimeBackendError, DependencyError) as exc:
+                if c.label == REFERENCE:
+                    raise
+                skipped.append({"candidate": c.label, "reason": first_line(exc)})
+                continue
+            stack.callback(runner.close)
+            batch = timing_batch(val[0], spec.batch).astype(runner.input_spec.dtype)
+            staged[c.label], first_ms = first_call(runner, batch)
+            timings[c.label] = Timing(load_seconds=load, first_call_ms=first_ms)
+            progress(f"accuracy of {c.label}", None)
+            scores[c.label] = [predict_all(runner, x, spec.batch) for x in (val[0], test[0])]
+            runners[c.label] = runner
+
+        def tick(message: str, fraction: float) -> None:
+            progress(f"timing {len(runners)} variants together, {message}", fraction)
+
+        measure_interleaved(runners, staged, timings, spec.protocol, tick)
+        described = {label: r.describe() for label, r in runners.items()}
+    ref_blocks = timings[REFERENCE].blocks
+    by_label = {c.label: c for c in candidates}
+    return [_row(by_label[label], files, timings[label], ref_blocks, scores[label],
+                 scores[REFERENCE][1], val[1], test[1], described[label], spec)
+            for label in runners]  # fmt: skip
+
+
+def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_test_logits, val_labels,
+         test_labels, runner: dict[str, Any], spec: OptimizeSpec) -> dict[str, Any]:  # fmt: skip
+    stats = latency_stats(timing.samples_ms, spec.batch)
+    ci = ratio_ci(timing.blocks, ref_blocks, "p50")
+    return {
+        "label": c.label, "backend": c.backend, "shippable": c.shippable,
+        "file": "run directory (PyTorch checkpoint)" if c.file == "run" else str(files[c.file]),
+        "file_precision": "fp32" if c.file == "run" else c.file,
+        "runtime_precision": _runtime_precision(c, runner),
+        "runner": runner, "load_seconds": timing.load_seconds,
+        "first_call_ms": timing.first_call_ms, "latency": stats.to_dict(),
+        "samples_ms": timing.blocks.tolist(),
+        # latency(eager) / latency(this), from the paired ratio's bootstrap interval
+        "speedup": {"p50": 1 / ci.ratio, "low": 1 / ci.high, "high": 1 / ci.low,
+                    "confidence": ci.confidence, "method": ci.method},
+        "val": accuracy(logits[0], val_labels), "test": accuracy(logits[1], test_labels),
+        "test_agreement": agreement(logits[1], ref_test_logits),
+    }  # fmt: skip
+
+
+def _runtime_precision(c: Candidate, runner: dict[str, Any]) -> str:
+    """What really ran: OpenVINO's precision is read back from the compiled model."""
+    if c.backend == "torch-bf16":
+        return "bf16 autocast"
+    if c.backend == "ov-cpu":
+        return f"{c.file} file, {runner['inference_precision']} compute"
+    return {"fp32": "fp32", "fp16": "fp16", "int8": "int8 QDQ", "run": "fp32"}[c.file]
+
+
+def _report(spec, rows, reference, chosen, notes, skipped, n_val, n_test) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "abrl_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run_dir": str(spec.run_dir), "environment": environment(), "machine": signature(),
+        "protocol": {**spec.protocol.to_dict(), "batch": spec.batch, "threads": spec.threads},
+        "rule": {
+            "max_drop": spec.max_drop, "reference": REFERENCE,
+            "reference_val_top1": reference["val"]["top1"], "val_images": n_val,
+            "test_images": n_test, "points_per_val_image": 100 / n_val,
+            "bf16": bf16_decision(spec)[1],
+            "text": "chosen on the validation split: the fastest shippable variant (median "
+                    "latency) whose top-1 is at most max_drop points below the reference's; "
+                    "the test split is reported, never used to choose",
+        },
+        "notes": notes, "skipped": skipped,
+        "candidates": rows, "chosen": chosen["label"],
+        "deploy": str(spec.deploy_path),
+    }  # fmt: skip
+
+
+def _write_deploy(spec: OptimizeSpec, chosen: dict[str, Any], report) -> None:
+    """The chosen ONNX file under ``model.deploy.onnx``, its card recording the choice."""
+    from abrl_deploy.export.onnx import embed_card
+
+    source = Path(chosen["file"])
+    card = onnx_card(source)
+    ov = chosen["runner"].get("precision_asked") if chosen["backend"] == "ov-cpu" else None
+    record = {
+        "choice": {"backend": chosen["backend"], "ov_precision": ov,
+                   "runtime_precision": chosen["runtime_precision"],
+                   "threads": spec.threads},
+        "source": source.name, "machine": report["machine"],
+        "batch": spec.batch, "p50_ms": chosen["latency"]["p50_ms"],
+        "speedup_vs_torch_eager": chosen["speedup"]["p50"],
+        "val_top1": chosen["val"]["top1"], "test_top1": chosen["test"]["top1"],
+        "reference_val_top1": report["rule"]["reference_val_top1"],
+        "max_drop": spec.max_drop, "report": REPORT_NAMES["json"], "created": report["created"],
+    }  # fmt: skip
+    embed_card(source, card.replace(deploy=_plain(record)), dst=spec.deploy_path)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python numbers, for JSON."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value

@@ -1,0 +1,71 @@
+"""A file shipped by abrl optimize: the Predictor's ``auto`` runs it the way the card's recorded
+choice says, on the CPU it was measured on, and states why it does not elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from card_model import card_for, write_card_model
+from onnx import helper
+
+from abrl_deploy import Predictor
+from abrl_deploy.machine import signature
+from abrl_deploy.optimize import record
+
+
+def _shipped(tmp_path, backend: str, ov_precision: str | None, machine=None):
+    path = write_card_model(tmp_path / "model.deploy.onnx")
+    deploy = {"choice": {"backend": backend, "ov_precision": ov_precision,
+                         "runtime_precision": "int8 QDQ", "threads": None},
+              "machine": machine or signature(), "source": "model.int8.onnx"}  # fmt: skip
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    helper.set_model_props(model, card_for().replace(deploy=deploy).to_onnx_metadata())
+    onnx.save(model, str(path))
+    return path
+
+
+def test_auto_runs_the_recorded_choice_on_the_cpu_it_was_measured_on(tmp_path):
+    pytest.importorskip("openvino")
+    path = _shipped(tmp_path, "ov-cpu", "f32")
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    with Predictor(path) as p, Predictor(path, backend="ort-cpu") as ort:
+        assert p.backend == "ov-cpu" and p.choice["backend"] == "ov-cpu"
+        info = p.describe()
+        assert info["chosen_by"] == "abrl optimize" and info["precision_asked"] == "f32"
+        assert info["inference_precision"] == "f32"
+        np.testing.assert_allclose(p.logits(pixels), ort.logits(pixels), atol=1e-4)
+    with Predictor(path, backend="ort-cpu") as named:  # a named backend wins over the record
+        assert named.backend == "ort-cpu" and named.choice is None
+
+
+def test_a_choice_measured_on_another_cpu_is_set_aside_with_the_reason(tmp_path):
+    other = {"cpu": "Some Other CPU", "cpu_flags": ["avx2", "amx_bf16"]}
+    path = _shipped(tmp_path, "ov-cpu", "bf16", machine=other)
+    with Predictor(path) as p:
+        assert p.backend == "ort-cpu" and p.choice is None
+        assert any("another CPU (Some Other CPU" in s and "abrl optimize" in s for s in p.skipped)
+
+
+def test_a_choice_whose_backend_cannot_run_here_falls_back_with_the_reason(tmp_path, monkeypatch):
+    path = _shipped(tmp_path, "ov-cpu", "bf16")
+    import abrl_deploy.predictor as predictor_module
+
+    real = predictor_module.unavailable_reason
+
+    def unavailable(backend: str) -> str | None:
+        return "OpenVINO is not installed" if backend == "ov-cpu" else real(backend)
+
+    monkeypatch.setattr(predictor_module, "unavailable_reason", unavailable)
+    with Predictor(path) as p:
+        assert p.backend == "ort-cpu" and p.choice is None
+        assert "abrl optimize's choice ov-cpu: OpenVINO is not installed" in p.skipped
+
+
+def test_a_file_without_a_record_is_unchanged(tmp_path):
+    path = write_card_model(tmp_path / "model.onnx")
+    with Predictor(path) as p:
+        assert p.backend == "ort-cpu" and p.choice is None
+        assert not any("optimize" in s for s in p.skipped)
+    assert record.deploy_choice(card_for()) == (None, None)
