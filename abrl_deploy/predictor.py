@@ -93,6 +93,14 @@ class Predictor:
             self._runner, self.backend = runner, backend
         return choice
 
+    @property
+    def backend_note(self) -> str | None:
+        """One line on why this backend runs the model when a recorded choice was involved."""
+        if self.choice:
+            return (f"{self.backend} ({self.choice['runtime_precision']}): abrl optimize's "
+                    "choice on this CPU")  # fmt: skip
+        return next((s for s in self.skipped if "abrl optimize" in s), None)
+
     def __enter__(self) -> Predictor:
         return self
 

@@ -22,7 +22,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     backend: Annotated[
-        str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt or trt.")
+        str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt, ov-cpu or trt.")
     ] = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads.")] = None,
     card: Annotated[
@@ -36,6 +36,8 @@ def predict(
     from abrl_deploy.predictor import Predictor
 
     with Predictor(model, backend=backend, threads=threads, card=card) as predictor:
+        if predictor.backend_note:
+            Console(stderr=True).print(escape(predictor.backend_note), highlight=False)
         results = predictor.predict([str(p) for p in images], top_k=top_k)
         if as_json:
             for path, r in zip(images, results, strict=True):

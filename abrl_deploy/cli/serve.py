@@ -20,7 +20,7 @@ def serve(
         int, typer.Option("--workers", help="Processes, each with its own copy of the model.")
     ] = 1,
     backend: Annotated[
-        str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt or trt.")
+        str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt, ov-cpu or trt.")
     ] = "auto",
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads per worker.")

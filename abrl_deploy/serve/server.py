@@ -108,6 +108,8 @@ def run_server(config: ServeConfig) -> None:
         file=sys.stderr,
         flush=True,
     )
+    if app.state.predictor.backend_note:
+        print(f"abrl serve: {app.state.predictor.backend_note}", file=sys.stderr, flush=True)
     if config.workers == 1:
         try:
             uvicorn.run(app, host=config.host, port=config.port)

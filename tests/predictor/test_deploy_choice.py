@@ -35,6 +35,7 @@ def test_auto_runs_the_recorded_choice_on_the_cpu_it_was_measured_on(tmp_path):
         info = p.describe()
         assert info["chosen_by"] == "abrl optimize" and info["precision_asked"] == "f32"
         assert info["inference_precision"] == "f32"
+        assert p.backend_note == "ov-cpu (int8 QDQ): abrl optimize's choice on this CPU"
         np.testing.assert_allclose(p.logits(pixels), ort.logits(pixels), atol=1e-4)
     with Predictor(path, backend="ort-cpu") as named:  # a named backend wins over the record
         assert named.backend == "ort-cpu" and named.choice is None
@@ -45,7 +46,8 @@ def test_a_choice_measured_on_another_cpu_is_set_aside_with_the_reason(tmp_path)
     path = _shipped(tmp_path, "ov-cpu", "bf16", machine=other)
     with Predictor(path) as p:
         assert p.backend == "ort-cpu" and p.choice is None
-        assert any("another CPU (Some Other CPU" in s and "abrl optimize" in s for s in p.skipped)
+        note = "abrl optimize chose ov-cpu on another CPU (Some Other CPU"
+        assert p.backend_note.startswith(note)
 
 
 def test_a_choice_whose_backend_cannot_run_here_falls_back_with_the_reason(tmp_path, monkeypatch):
@@ -69,3 +71,18 @@ def test_a_file_without_a_record_is_unchanged(tmp_path):
         assert p.backend == "ort-cpu" and p.choice is None
         assert not any("optimize" in s for s in p.skipped)
     assert record.deploy_choice(card_for()) == (None, None)
+
+
+def test_abrl_predict_says_which_choice_it_followed(tmp_path):
+    pytest.importorskip("openvino")
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from abrl_deploy.cli import app
+
+    path = _shipped(tmp_path, "ov-cpu", "f32")
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    result = CliRunner().invoke(app, ["predict", str(path), str(image)])
+    assert result.exit_code == 0, result.output
+    assert "abrl optimize's choice on this CPU" in result.output and "on ov-cpu" in result.output
