@@ -1,5 +1,6 @@
-"""``export()``: a run directory to a verified ONNX file (fp32, fp16, int8), a TensorRT engine, or
-a Triton model repository holding one of them (``triton.py``)."""
+"""``export_file()``: a run directory to one verified ONNX file (fp32, fp16, int8) or TensorRT
+engine. ``export()`` (``dispatch.py``) sends Triton repositories to ``triton.py``, which calls
+this for the file it holds."""
 
 from __future__ import annotations
 
@@ -23,12 +24,10 @@ from .spec import ExportResult, ExportSpec
 from .validate import ValidationReport, validate_onnx, validate_runner
 
 
-def export(spec: ExportSpec) -> ExportResult:
-    """Export, verify, and only then write the artifact under its final name."""
+def export_file(spec: ExportSpec) -> ExportResult:
+    """Export, verify, and only then write the ONNX file or engine under its final name."""
     if spec.format == "triton":
-        from .triton import export_triton
-
-        return export_triton(spec)  # which calls back here for the ONNX file or engine
+        raise ConfigError("export_file writes one file; abrl_deploy.export.export() does triton")
     from abrl_deploy.training.checkpoint import load_classifier
 
     t0 = time.perf_counter()

@@ -22,6 +22,8 @@ import numpy as np
 from abrl_deploy.atomic import atomic_write_bytes
 from abrl_deploy.errors import ConfigError, DependencyError, ExportError
 
+from .spec import CALIBRATIONS
+
 try:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader
@@ -105,7 +107,6 @@ INT8_FORMS: dict[str, dict[str, str]] = {
                "weights": "int8, symmetric (per channel)",
                "for": "none: the form written before issue 13, kept to measure against"},
 }  # fmt: skip
-CALIBRATIONS = ("minmax", "percentile", "entropy")
 
 
 def quantize_int8(

@@ -11,6 +11,7 @@ from abrl_deploy.errors import ConfigError
 
 FORMATS = ("onnx", "trt", "triton")
 PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATIONS = ("minmax", "percentile", "entropy")  # INT8 activation-range methods (quantize.py)
 OUTPUTS = ("logits", "features")
 TRITON_PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan")
 # Characters kept in a Triton model name: it is a directory name and a URL path segment.
@@ -60,8 +61,6 @@ class ExportSpec:
         lo, opt, hi = self.batch_range
         if not 1 <= lo <= opt <= hi:
             p.append(f"batch_range={self.batch_range}, expected MIN<=OPT<=MAX, all >= 1")
-        from .quantize import CALIBRATIONS
-
         if self.calibration not in CALIBRATIONS:
             p.append(f"calibration={self.calibration!r}, expected one of {CALIBRATIONS}")
         if self.calibration_images < 1 or self.validation_images < 2:

@@ -5,7 +5,7 @@ Layout written under the repository ``REPO``::
     REPO/<name>/config.pbtxt     platform, batching, input/output names, types and shapes
     REPO/<name>/labels.txt       one class name per line: the logits' label_filename
     REPO/<name>/card.json        the model card, with what export verified
-    REPO/<name>/1/model.onnx     the file export() verified (model.plan for tensorrt_plan)
+    REPO/<name>/1/model.onnx     the file export_file() verified (model.plan for tensorrt_plan)
 
 The card is a file rather than ``parameters`` in config.pbtxt: Triton hands ``parameters`` to the
 backend as options, and a kilobytes-long escaped JSON string there would be unreadable; a file in
@@ -35,12 +35,13 @@ _PB2 = "tritonclient.grpc.model_config_pb2"
 
 
 def export_triton(spec: ExportSpec) -> ExportResult:
-    """Export with ``export()``, assemble the model directory beside its final place, then rename.
+    """Export the file with ``export_file()``, assemble the model directory beside its final
+    place, then rename.
 
     The whole model directory appears at once: a Triton server polling the repository never sees
     a config without its model file.
     """
-    from .api import export
+    from .api import export_file
 
     t0 = time.perf_counter()
     if spec.triton_platform == "tensorrt_plan":
@@ -60,7 +61,7 @@ def export_triton(spec: ExportSpec) -> ExportResult:
             spec, format="trt" if spec.triton_platform == "tensorrt_plan" else "onnx",
             out=tmp_dir / "build" / model_file,
         )  # fmt: skip
-        result = export(inner)
+        result = export_file(inner)
         card, staged = _verified_card(result.path), tmp_dir / name
         (staged / "1").mkdir(parents=True)
         os.replace(result.path, staged / "1" / model_file)
@@ -75,7 +76,7 @@ def export_triton(spec: ExportSpec) -> ExportResult:
 
 
 def _verified_card(built: Path) -> ModelCard:
-    """The card export() wrote: in the ONNX file's metadata, or in the engine's sidecar."""
+    """The card export_file() wrote: in the ONNX file's metadata, or in the engine's sidecar."""
     if built.suffix == ".onnx":
         import onnx
 

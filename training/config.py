@@ -15,6 +15,12 @@ import yaml
 
 from abrl_deploy.errors import ConfigError
 
+# Every choice list of a training run lives here, torch-free, so that the CLI and reproduce read
+# them without loading torch. The registries that implement them (methods/registry.py,
+# data/registry.py, models.BACKBONES) must hold exactly these names: tests/training check it.
+METHODS = ("abrl", "finetune", "joint", "simclr")
+DATASETS = ("digits", "cifar100", "tiny-imagenet", "cub200", "imagefolder")
+BACKBONES = ("resnet18", "resnet34", "resnet50")
 HYPERGRADS = ("implicit", "first-order", "unrolled")
 INNER_SOLVES = ("newton", "steps")
 SOLVERS = ("cg", "exact", "neumann")

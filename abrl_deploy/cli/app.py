@@ -1,4 +1,5 @@
-"""The Typer app and the error handling every command shares."""
+"""The Typer app and the error handling every command shares; the commands are registered in
+``cli/__init__.py`` (this module imports none of them: no import circle)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help texts are plain text: "[default: 0.01]" written in one is shown, not read as markup
+    rich_markup_mode="markdown",
 )
 err_console = Console(stderr=True)
 _state = {"debug": False}
@@ -57,13 +60,3 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-from . import bench as _bench  # noqa: E402,F401  (registers the commands)
-from . import export as _export  # noqa: E402,F401
-from . import info as _info  # noqa: E402,F401
-from . import optimize as _optimize  # noqa: E402,F401
-from . import predict as _predict  # noqa: E402,F401
-from . import reproduce as _reproduce  # noqa: E402,F401
-from . import serve as _serve  # noqa: E402,F401
-from . import train as _train  # noqa: E402,F401

@@ -14,16 +14,10 @@ from rich.table import Table
 
 from abrl_deploy.errors import DependencyError
 
-from .app import app, handle_errors
+from .app import handle_errors
 from .parsing import parse_numbers
 from .progress import run_with_progress
-
-VERDICT_STYLE = {"SUPPORTED": "bold green", "REFUTED": "bold red", "INCONCLUSIVE": "bold yellow"}
-
-
-def verdict_markup(verdict: str) -> str:
-    """SUPPORTED / REFUTED / INCONCLUSIVE in its colour."""
-    return f"[{VERDICT_STYLE[verdict]}]{verdict}[/]"
+from .render import verdict_markup
 
 
 class Layout(str, Enum):
@@ -37,7 +31,6 @@ def _rgb(text: str | None, flag: str) -> tuple[float, float, float] | None:
     return parse_numbers(text, flag, kind=float, n=3, example="0.485,0.456,0.406")
 
 
-@app.command()
 @handle_errors
 def bench(
     models: Annotated[

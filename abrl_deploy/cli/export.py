@@ -3,7 +3,6 @@ repository."""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,28 +10,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .app import app, handle_errors
-from .parsing import parse_numbers
+from abrl_deploy.export import spec as choices_of
+
+from .app import handle_errors
+from .parsing import choices, parse_numbers
+
+Format = choices("Format", choices_of.FORMATS)
+TritonPlatform = choices("TritonPlatform", choices_of.TRITON_PLATFORMS)
+Precision = choices("Precision", choices_of.PRECISIONS)
+Calibration = choices("Calibration", choices_of.CALIBRATIONS)
 
 
-class Format(str, Enum):
-    onnx = "onnx"
-    trt = "trt"
-    triton = "triton"
-
-
-class TritonPlatform(str, Enum):
-    onnxruntime_onnx = "onnxruntime_onnx"
-    tensorrt_plan = "tensorrt_plan"
-
-
-class Precision(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
-
-
-@app.command()
 @handle_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by abrl train.")],
@@ -67,11 +55,11 @@ def export(
         int, typer.Option("--calibration-images", help="INT8 calibration images (train split).")
     ] = 512,
     calibration: Annotated[
-        str,
+        Calibration,
         typer.Option(
             "--calibration", help="INT8 activation ranges: minmax, percentile or entropy."
         ),
-    ] = "minmax",  # fmt: skip
+    ] = Calibration.minmax,  # fmt: skip
     validation_images: Annotated[
         int, typer.Option("--validation-images", help="Test images to verify on.")
     ] = 256,
@@ -99,7 +87,7 @@ def export(
         run_dir=run_dir, format=format.value, precision=precision.value, out=out, opset=opset,
         batch_range=parse_numbers(batch_range, "--batch-range", n=3, example="1,64,256"),
         outputs=tuple(o.strip() for o in outputs.split(",")),
-        calibration_images=calibration_images, calibration=calibration,
+        calibration_images=calibration_images, calibration=calibration.value,
         validation_images=validation_images,
         data_dir=str(data_dir) if data_dir else None, force=force, model_name=model_name,
         triton_platform=triton_platform.value, max_queue_delay_us=max_queue_delay_us,

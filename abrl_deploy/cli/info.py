@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .app import app, handle_errors
+from .app import handle_errors
 
 
-@app.command()
 @handle_errors
 def info(
     path: Annotated[Path, typer.Argument(help="Run directory, .onnx file or .engine.")],

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .app import app, handle_errors
+from .app import handle_errors
 from .progress import run_with_progress
 
 
@@ -19,7 +19,6 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-@app.command()
 @handle_errors
 def optimize(
     run_dir: Annotated[Path, typer.Argument(help="Run directory written by abrl train.")],

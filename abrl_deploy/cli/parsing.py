@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 from abrl_deploy.errors import ConfigError
 
 
@@ -22,3 +24,8 @@ def parse_numbers(
         eg = f", e.g. {example}" if example else ""
         raise ConfigError(f"{flag} {text!r}: expected {count}comma-separated {noun}{eg}")
     return values
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A Typer choice type for ``values``, read from the module that owns them (one list)."""
+    return Enum(name, {v: v for v in values}, type=str)

@@ -11,10 +11,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .app import app, handle_errors
+from .app import handle_errors
 
 
-@app.command()
 @handle_errors
 def predict(
     model: Annotated[Path, typer.Argument(help="An exported .onnx (or .engine with sidecar).")],

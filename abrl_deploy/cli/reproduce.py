@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .app import app, handle_errors
-from .bench import verdict_markup
+from .app import handle_errors
 from .parsing import parse_numbers
+from .render import verdict_markup
 
 
 class Preset(str, Enum):
@@ -24,7 +24,6 @@ def _opt(help: str, *names: str) -> Any:
     return typer.Option(*names, help=help)
 
 
-@app.command()
 @handle_errors
 def reproduce(
     preset: Annotated[

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from .app import app, handle_errors
+from .app import handle_errors
 
 
-@app.command()
 @handle_errors
 def serve(
     model: Annotated[Path, typer.Argument(help="An exported .onnx (or .engine with sidecar).")],

@@ -10,51 +10,24 @@ import typer
 from rich.console import Console
 
 from abrl_deploy.errors import ConfigError
+from abrl_deploy.training import config
 
-from .app import app, handle_errors
+from .app import handle_errors
+from .parsing import choices
 
-# Kept here as plain strings so that `abrl --help` lists them without importing torch;
-# tests/core/test_cli_train.py checks they equal the registries.
-METHODS = ("abrl", "finetune", "joint", "simclr")
-DATASETS = ("digits", "cifar100", "tiny-imagenet", "cub200", "imagefolder")
-Method = Enum("Method", {m: m for m in METHODS}, type=str)
-Dataset = Enum("Dataset", {d: d for d in DATASETS}, type=str)
-
-
-class Backbone(str, Enum):
-    resnet18 = "resnet18"
-    resnet34 = "resnet34"
-    resnet50 = "resnet50"
-
-
-class Hypergrad(str, Enum):
-    implicit = "implicit"
-    first_order = "first-order"
-    unrolled = "unrolled"
-
-
-class InnerSolve(str, Enum):
-    newton = "newton"
-    steps = "steps"
-
-
-class Solver(str, Enum):
-    cg = "cg"
-    exact = "exact"
-    neumann = "neumann"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+Method = choices("Method", config.METHODS)
+Dataset = choices("Dataset", config.DATASETS)
+Backbone = choices("Backbone", config.BACKBONES)
+Hypergrad = choices("Hypergrad", config.HYPERGRADS)
+InnerSolve = choices("InnerSolve", config.INNER_SOLVES)
+Solver = choices("Solver", config.SOLVERS)
+Device = choices("Device", config.DEVICES)
 
 
 def _opt(help: str, *names: str) -> typer.models.OptionInfo:
     return typer.Option(*names, help=help, show_default=False)
 
 
-@app.command()
 @handle_errors
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = Path(

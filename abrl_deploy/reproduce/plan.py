@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from abrl_deploy.errors import ConfigError
+from abrl_deploy.training.config import DATASETS
 
 PRESETS = ("paper", "cpu-small")
 PRESET_DATASETS = {"paper": ("cifar100", "tiny-imagenet", "cub200"), "cpu-small": ("digits",)}
-DATASETS = ("digits", "cifar100", "tiny-imagenet", "cub200", "imagefolder")
 
 # variant -> the TrainConfig fields it changes; nothing else differs between runs of one dataset
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from abrl_deploy.card import ModelCard
 from abrl_deploy.cli import app
-from abrl_deploy.cli.train import DATASETS, METHODS
 from abrl_deploy.training.checkpoint import RUN_FILES, load_classifier
+from abrl_deploy.training.config import BACKBONES, DATASETS, METHODS
 from abrl_deploy.training.data import DATASET_NAMES, load_dataset
 from abrl_deploy.training.evaluate import evaluate
 from abrl_deploy.training.methods import method_names
@@ -68,9 +68,17 @@ def _rows(out) -> list[dict]:
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_cli_names_match_registries():
+def test_the_choice_lists_match_the_registries_that_implement_them():
+    from abrl_deploy.cli.train import Backbone, Dataset, Method
+    from abrl_deploy.training.models import BACKBONES as BUILDERS
+
     assert set(METHODS) == set(method_names())
     assert set(DATASETS) == set(DATASET_NAMES)
+    assert set(BACKBONES) == set(BUILDERS)
+    # the CLI's choices are built from those lists, not copied
+    assert [m.value for m in Method] == list(METHODS)
+    assert [d.value for d in Dataset] == list(DATASETS)
+    assert [b.value for b in Backbone] == list(BACKBONES)
 
 
 @pytest.mark.parametrize("method", METHODS)
