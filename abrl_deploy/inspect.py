@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from abrl_deploy.artifacts import CARD, sidecar
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import AbrlError, DependencyError
 
@@ -22,15 +23,14 @@ def describe(path: str | Path) -> dict[str, Any]:
     if path.suffix == ".onnx" and path.is_file():
         return _describe_onnx(path)
     if path.name.endswith(".engine.json") or path.suffix == ".engine":
-        sidecar = path if path.name.endswith(".json") else path.with_name(path.name + ".json")
-        return _describe_engine(sidecar)
+        return _describe_engine(path if path.name.endswith(".json") else sidecar(path))
     raise AbrlError(
         f"{path}: not a run directory, an .onnx file or a .engine (with its .engine.json sidecar)"
     )
 
 
 def _describe_run(path: Path) -> dict[str, Any]:
-    card_path = path / "card.json"
+    card_path = path / CARD
     if not card_path.is_file():
         raise AbrlError(f"{path} has no card.json; is it a finished abrl train run directory?")
     files = {p.name: p.stat().st_size for p in sorted(path.iterdir()) if p.is_file()}

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from abrl_deploy.artifacts import sidecar
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, RuntimeBackendError
 from abrl_deploy.optimize.record import deploy_choice
@@ -199,10 +200,10 @@ def _card(runner, path: Path, given: ModelCard | str | Path | None) -> ModelCard
             )
         return given if isinstance(given, ModelCard) else ModelCard.load(given)
     if path.suffix == ".engine":
-        sidecar = path.with_name(path.name + ".json")
-        if not sidecar.is_file():
-            raise ConfigError(f"{sidecar} is missing: an engine's model card is its sidecar JSON")
-        return ModelCard.load(sidecar)
+        card_file = sidecar(path)
+        if not card_file.is_file():
+            raise ConfigError(f"{card_file} is missing: an engine's model card is its sidecar JSON")
+        return ModelCard.load(card_file)
     card = ModelCard.from_onnx_metadata(runner.metadata)
     if card is None:
         raise ConfigError(

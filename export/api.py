@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from abrl_deploy.artifacts import ENGINE, TIMING_CACHE, refuse_overwrite, sidecar
 from abrl_deploy.atomic import atomic_write_text
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, ExportError
@@ -36,7 +37,7 @@ def export_file(spec: ExportSpec) -> ExportResult:
 
         require_tensorrt()  # before any work: exit 2 with the install hint
     target = spec.onnx_path if spec.format == "onnx" else spec.engine_path
-    _refuse_overwrite([target] + ([_sidecar(target)] if spec.format == "trt" else []), spec.force)
+    refuse_overwrite([target] + ([sidecar(target)] if spec.format == "trt" else []), spec.force)
     model, card = load_classifier(spec.run_dir)
     images, labels = run_images(card, "test", spec.validation_images, spec.data_dir)
     reference = _torch_outputs(model, images, spec.outputs)
@@ -95,8 +96,8 @@ def _engine(spec, card, info, onnx_path, exporter, report, t0, tmp_dir, check) -
 
     from .tensorrt import build_engine
 
-    engine_path, built = spec.engine_path, tmp_dir / "model.engine"
-    cache = engine_path.parent / "timing.cache"
+    engine_path, built = spec.engine_path, tmp_dir / ENGINE
+    cache = engine_path.parent / TIMING_CACHE
     res = build_engine(
         onnx_path, built, input_name="images",
         image_shape=(3, card.input_size, card.input_size), batch_range=spec.batch_range,
@@ -111,20 +112,10 @@ def _engine(spec, card, info, onnx_path, exporter, report, t0, tmp_dir, check) -
     if not engine_report.passed:
         raise ExportError("TensorRT engine failed: " + "; ".join(engine_report.failures()))
     info["engine_validation"] = engine_report.metrics
-    atomic_write_text(_sidecar(engine_path), card.replace(export=info).to_json() + "\n")
+    atomic_write_text(sidecar(engine_path), card.replace(export=info).to_json() + "\n")
     os.replace(built, engine_path)
     return ExportResult(engine_path, "trt", spec.precision, exporter, engine_report.metrics,
                         time.perf_counter() - t0, {"timing_cache": str(cache)})  # fmt: skip
-
-
-def _sidecar(engine: Path) -> Path:
-    return engine.with_name(engine.name + ".json")
-
-
-def _refuse_overwrite(paths: list[Path], force: bool) -> None:
-    existing = [str(p) for p in paths if p.exists()]
-    if existing and not force:
-        raise ConfigError(f"{', '.join(existing)} exists; pass --force to overwrite it")
 
 
 @torch.no_grad()

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from abrl_deploy.artifacts import ENGINE, ONNX, TRITON_REPO
 from abrl_deploy.errors import ConfigError
 
 FORMATS = ("onnx", "trt", "triton")
@@ -16,11 +17,6 @@ OUTPUTS = ("logits", "features")
 TRITON_PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan")
 # Characters kept in a Triton model name: it is a directory name and a URL path segment.
 _MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-DEFAULT_NAMES = {
-    ("onnx", "fp32"): "model.onnx",
-    ("onnx", "fp16"): "model.fp16.onnx",
-    ("onnx", "int8"): "model.int8.onnx",
-}
 
 
 @dataclass(frozen=True)
@@ -89,15 +85,15 @@ class ExportSpec:
         """The ONNX file of this precision (for trt: the one the engine is built from)."""
         if self.format == "onnx" and self.out is not None:
             return Path(self.out)
-        return Path(self.run_dir) / DEFAULT_NAMES[("onnx", self.precision)]
+        return Path(self.run_dir) / ONNX[self.precision]
 
     @property
     def engine_path(self) -> Path:
-        return Path(self.out) if self.out is not None else Path(self.run_dir) / "model.engine"
+        return Path(self.out) if self.out is not None else Path(self.run_dir) / ENGINE
 
     @property
     def triton_repo(self) -> Path:
-        return Path(self.out) if self.out is not None else Path(self.run_dir) / "triton"
+        return Path(self.out) if self.out is not None else Path(self.run_dir) / TRITON_REPO
 
     @property
     def triton_name(self) -> str:

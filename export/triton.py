@@ -23,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from abrl_deploy.artifacts import CARD, sidecar
 from abrl_deploy.atomic import atomic_write_text
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, DependencyError, ExportError, first_line
@@ -85,7 +86,7 @@ def _verified_card(built: Path) -> ModelCard:
         if card is None:
             raise ExportError(f"{built} has no model card in its metadata")
         return card
-    return ModelCard.load(built.with_name(built.name + ".json"))
+    return ModelCard.load(sidecar(built))
 
 
 def _write_model_dir(model_dir: Path, spec: ExportSpec, card: ModelCard) -> list[str]:
@@ -109,7 +110,7 @@ def _write_model_dir(model_dir: Path, spec: ExportSpec, card: ModelCard) -> list
     atomic_write_text(model_dir / "config.pbtxt", text)
     atomic_write_text(model_dir / LABELS, "".join(f"{n}\n" for n in card.class_names))
     card = card.replace(export=card.export | {"triton": triton})
-    atomic_write_text(model_dir / "card.json", card.to_json() + "\n")
+    atomic_write_text(model_dir / CARD, card.to_json() + "\n")
     return warnings
 
 

@@ -10,21 +10,13 @@ from typing import Any
 
 import torch
 
+from abrl_deploy.artifacts import CARD, CONFIG, DERIVED_FILES, METRICS, RUN_FILES, STATE, WEIGHTS
 from abrl_deploy.atomic import atomic_write_bytes, atomic_write_text
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import RunDirError, first_line
 
 from .config import TrainConfig, load_config
 from .models import Classifier, build_classifier
-
-WEIGHTS, CARD, CONFIG, METRICS, STATE = (
-    "model.safetensors",
-    "card.json",
-    "config.yaml",
-    "metrics.jsonl",
-    "state.pt",
-)
-RUN_FILES = (WEIGHTS, CARD, CONFIG, METRICS, STATE)
 
 
 def prepare_run_dir(out: Path, *, force: bool, resume: bool) -> None:
@@ -43,7 +35,8 @@ def prepare_run_dir(out: Path, *, force: bool, resume: bool) -> None:
                 f"run directory {out} is not empty; pass --force to overwrite it "
                 "or --resume to continue"
             )
-        for name in RUN_FILES:  # only our own files: never delete what the user put there
+        # only our own files (never what the user put there), and the exports of the old weights
+        for name in RUN_FILES + DERIVED_FILES:
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -8,7 +8,6 @@ import dataclasses
 import datetime
 import json
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from abrl_deploy import __version__
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError
+from abrl_deploy.progress import Progress, quiet
 from abrl_deploy.runtime.backends import ARTIFACT, BACKENDS, make_runner, unavailable_reason
 
 from .accuracy import accuracy, agreement, predict_all
@@ -28,14 +28,9 @@ from .stats import PERCENTILE_ESTIMATOR, STATISTICS, latency_stats, ratio_ci, ve
 
 SCHEMA = "abrl.bench"
 SCHEMA_VERSION = 1
-Progress = Callable[[str, float | None], None]  # (what is happening, fraction done or None)
 
 
-def _quiet(message: str, fraction: float | None) -> None:
-    pass
-
-
-def run_bench(spec: BenchSpec, progress: Progress = _quiet) -> dict[str, Any]:
+def run_bench(spec: BenchSpec, progress: Progress = quiet) -> dict[str, Any]:
     sources = _sources(spec)
     baseline = sources[-1].label if spec.baseline is not None else None
     plan, skipped = _plan(spec, sources)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from abrl_deploy.artifacts import CARD, ENGINE, ONNX, WEIGHTS, sidecar
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, first_line
 from abrl_deploy.inspect import describe
@@ -101,12 +102,12 @@ def resolve_model(path: str | Path, facts: ModelFacts) -> ModelSource:
     info = describe(path)
     if info["kind"] == "run":
         card = ModelCard.from_dict(info["card"])
-        onnx = path / "model.onnx"
+        onnx = path / ONNX["fp32"]
         artifacts = {"run": path}
         if onnx.is_file():
             artifacts["onnx"] = onnx
-        if (path / "model.engine").is_file() and (path / "model.engine.json").is_file():
-            artifacts["engine"] = path / "model.engine"
+        if (path / ENGINE).is_file() and sidecar(path / ENGINE).is_file():
+            artifacts["engine"] = path / ENGINE
         return ModelSource(path.name, path, "run", _with_dataset(card, facts), artifacts,
                            needs_export=not onnx.is_file())  # fmt: skip
     if info["kind"] == "tensorrt":
@@ -160,18 +161,18 @@ def _beside_run(artifact: Path, card: ModelCard) -> tuple[Path | None, tuple[str
     """The run directory an artifact was exported into, if its weights are the card's, and a
     note when a card.json is there but cannot be read (the reference is then missing)."""
     run = artifact.parent
-    if not (run / "card.json").is_file():
+    if not (run / CARD).is_file():
         return None, ()
     try:
-        run_card = ModelCard.load(run / "card.json")
+        run_card = ModelCard.load(run / CARD)
     except Exception as exc:
         return None, (
-            f"{run / 'card.json'} beside {artifact.name} cannot be read "
+            f"{run / CARD} beside {artifact.name} cannot be read "
             f"({first_line(exc, 160)}); no PyTorch reference for agreement, which is measured "
             "against the first backend instead",
         )
     same = card.checkpoint_sha256 and run_card.checkpoint_sha256 == card.checkpoint_sha256
-    return (run if same and (run / "model.safetensors").is_file() else None), ()
+    return (run if same and (run / WEIGHTS).is_file() else None), ()
 
 
 def _card_from_facts(path: Path, info: dict[str, Any], facts: ModelFacts):

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from abrl_deploy.errors import ConfigError
+from abrl_deploy.progress import Progress
 from abrl_deploy.runtime.base import Runner
 
 TIMER = "time.perf_counter_ns around one call: host input to host outputs, synchronised"
@@ -68,9 +68,6 @@ class Timing:
     @property
     def samples_ms(self) -> np.ndarray:
         return self.blocks.ravel()
-
-
-Progress = Callable[[str, float], None]  # (message, fraction done)
 
 
 def open_timed(runner: Runner) -> float:

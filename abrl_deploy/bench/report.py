@@ -8,18 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from abrl_deploy.atomic import atomic_write_text
-from abrl_deploy.errors import ConfigError
 
 
 def schema() -> dict[str, Any]:
     """The JSON Schema every ``bench.json`` validates against."""
     return json.loads(resources.files(__package__).joinpath("bench.schema.json").read_text())
-
-
-def refuse_overwrite(paths: list[Path | None], force: bool) -> None:
-    existing = [str(p) for p in paths if p is not None and p.exists()]
-    if existing and not force:
-        raise ConfigError(f"{', '.join(existing)} exists; pass --force to overwrite it")
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:

@@ -136,8 +136,9 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Time and score models on every backend with one protocol; test the claimed reduction."""
+    from abrl_deploy.artifacts import refuse_overwrite
     from abrl_deploy.bench import BenchSpec, ModelFacts, Protocol, run_bench
-    from abrl_deploy.bench.report import refuse_overwrite, write_json, write_markdown
+    from abrl_deploy.bench.report import write_json, write_markdown
 
     refuse_overwrite([report, markdown, plot, save_card], force)
     # before minutes of timing, not after them

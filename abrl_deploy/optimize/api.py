@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from abrl_deploy import __version__
+from abrl_deploy.artifacts import CARD, OPTIMIZE_REPORTS, WEIGHTS, refuse_overwrite
 from abrl_deploy.bench.accuracy import accuracy, agreement, predict_all
 from abrl_deploy.bench.environment import environment
 from abrl_deploy.bench.images import timing_batch
@@ -21,25 +21,21 @@ from abrl_deploy.bench.stats import latency_stats, ratio_ci
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError, first_line
 from abrl_deploy.machine import signature
+from abrl_deploy.progress import Progress, quiet
 from abrl_deploy.runtime.backends import make_runner, unavailable_reason
 
 from .artifacts import ensure_files, onnx_card
 from .candidates import REFERENCE, Candidate, bf16_decision, plan_candidates
 from .choice import choose, mark_eligible, mark_frontier
 from .report import write_reports
-from .spec import REPORT_NAMES, OptimizeSpec
+from .spec import OptimizeSpec
 
 SCHEMA = "abrl.optimize"
 SCHEMA_VERSION = 1
 ALL = 10**9
-Progress = Callable[[str, float | None], None]
 
 
-def _quiet(message: str, fraction: float | None) -> None:
-    pass
-
-
-def run_optimize(spec: OptimizeSpec, progress: Progress = _quiet) -> dict[str, Any]:
+def run_optimize(spec: OptimizeSpec, progress: Progress = quiet) -> dict[str, Any]:
     reason = unavailable_reason("torch")
     if reason is not None:
         raise DependencyError(f"abrl optimize measures against PyTorch eager: {reason}")
@@ -70,19 +66,17 @@ def run_optimize(spec: OptimizeSpec, progress: Progress = _quiet) -> dict[str, A
 
 
 def _run_card(run_dir: Path) -> ModelCard:
-    if not (run_dir / "card.json").is_file() or not (run_dir / "model.safetensors").is_file():
+    if not (run_dir / CARD).is_file() or not (run_dir / WEIGHTS).is_file():
         raise ConfigError(
             f"{run_dir} is not a finished run directory (card.json and model.safetensors); "
             "give the folder abrl train wrote"
         )
-    return ModelCard.load(run_dir / "card.json")
+    return ModelCard.load(run_dir / CARD)
 
 
 def _refuse_overwrite(spec: OptimizeSpec) -> None:
-    outputs = [spec.deploy_path] + [spec.report_path(k) for k in REPORT_NAMES]
-    existing = [str(p) for p in outputs if p.exists()]
-    if existing and not spec.force:
-        raise ConfigError(f"{', '.join(existing)} exists; pass --force to overwrite it")
+    outputs = [spec.deploy_path] + [spec.report_path(k) for k in OPTIMIZE_REPORTS]
+    refuse_overwrite(outputs, spec.force)
 
 
 def _measure(candidates: list[Candidate], files, val, test, spec: OptimizeSpec, progress,
@@ -187,7 +181,7 @@ def _write_deploy(spec: OptimizeSpec, chosen: dict[str, Any], report) -> None:
         "speedup_vs_torch_eager": chosen["speedup"]["p50"],
         "val_top1": chosen["val"]["top1"], "test_top1": chosen["test"]["top1"],
         "reference_val_top1": report["rule"]["reference_val_top1"],
-        "max_drop": spec.max_drop, "report": REPORT_NAMES["json"], "created": report["created"],
+        "max_drop": spec.max_drop, "report": OPTIMIZE_REPORTS["json"], "created": report["created"],
     }  # fmt: skip
     embed_card(source, card.replace(deploy=_plain(record)), dst=spec.deploy_path)
 

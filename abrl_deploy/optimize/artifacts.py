@@ -5,15 +5,14 @@ exported now with ``abrl export``'s checks. A variant that fails its checks is s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
+from abrl_deploy.artifacts import ONNX
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, ExportError, first_line
+from abrl_deploy.progress import Progress
 
 from .spec import OptimizeSpec
-
-Progress = Callable[[str, float | None], None]
 
 
 def onnx_card(path: Path) -> ModelCard | None:
@@ -42,11 +41,10 @@ def ensure_files(
 ) -> tuple[dict[str, Path], list[str], list[dict[str, str]]]:
     """(precision -> file, what was reused or exported, the variants that failed export)."""
     from abrl_deploy.export import ExportSpec, export
-    from abrl_deploy.export.spec import DEFAULT_NAMES
 
     files, notes, failed = {}, [], []
     for i, precision in enumerate(spec.precisions):
-        path = Path(spec.run_dir) / DEFAULT_NAMES[("onnx", precision)]
+        path = Path(spec.run_dir) / ONNX[precision]
         stale = stale_reason(path, run_card, precision) if path.is_file() else None
         if path.is_file() and stale is None:
             files[precision] = path

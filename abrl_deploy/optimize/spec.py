@@ -5,15 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from abrl_deploy.artifacts import DEPLOY, OPTIMIZE_REPORTS
 from abrl_deploy.bench.protocol import Protocol
 from abrl_deploy.errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "int8")  # the ONNX files built as candidates
 BACKENDS = ("ort-cpu", "ov-cpu", "torch-bf16")  # where candidates run (torch eager: the reference)
 BF16 = ("auto", "on", "off")
-# What abrl optimize writes into the run directory.
-DEPLOY_NAME = "model.deploy.onnx"
-REPORT_NAMES = {"json": "optimize.json", "markdown": "optimize.md", "plot": "optimize.png"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class OptimizeSpec:
 
     @property
     def deploy_path(self) -> Path:
-        return Path(self.run_dir) / DEPLOY_NAME
+        return Path(self.run_dir) / DEPLOY
 
     def report_path(self, kind: str) -> Path:
-        return Path(self.run_dir) / REPORT_NAMES[kind]
+        return Path(self.run_dir) / OPTIMIZE_REPORTS[kind]

@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime
 import math
 import shutil
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from abrl_deploy import __version__
+from abrl_deploy.artifacts import CARD
 from abrl_deploy.errors import ConfigError
+from abrl_deploy.progress import GridProgress, quiet
 
 from . import claims, measure, paper
 from .costs import StepShape
@@ -25,14 +26,9 @@ from .plan import BASELINES, HEADS, TABLE1_VARIANTS, TABLE2_VARIANTS, ReproduceS
 from .runner import CellResult, build_config, read_curves, run_grid
 
 SCHEMA = "abrl.reproduce"
-Progress = Callable[[str, int, int], None]  # (what is happening, cells done, cells in all)
 
 
-def _quiet(message: str, done: int, total: int) -> None:
-    pass
-
-
-def reproduce(spec: ReproduceSpec, progress: Progress = _quiet) -> dict[str, Any]:
+def reproduce(spec: ReproduceSpec, progress: GridProgress = quiet) -> dict[str, Any]:
     """Train or reuse every run of the grid, measure the claims and write the report."""
     _check_out(spec)
     cells = plan_grid(spec)  # resolves the preset files: fail before any training
@@ -115,7 +111,9 @@ def _report(spec: ReproduceSpec, results: list[CellResult]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _claims(spec: ReproduceSpec, results: list[CellResult], progress: Progress) -> dict[str, Any]:
+def _claims(
+    spec: ReproduceSpec, results: list[CellResult], progress: GridProgress
+) -> dict[str, Any]:
     n = len(results)
     out: dict[str, Any] = {"accuracy_gain": _gain_claim(spec, results)}
     abl = spec.ablation_dataset
@@ -205,7 +203,7 @@ def _memory_claim(spec: ReproduceSpec, shape: StepShape) -> dict[str, Any]:
 def _input_size(run_dir) -> int:
     import json
 
-    return int(json.loads((run_dir / "card.json").read_text())["input_size"])
+    return int(json.loads((run_dir / CARD).read_text())["input_size"])
 
 
 def _shape(cfg, size: int) -> StepShape:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from abrl_deploy.artifacts import ONNX
 from abrl_deploy.atomic import atomic_write_text
 
 from .costs import StepShape, interleaved_step_times, memory_in_k
@@ -36,7 +37,7 @@ def cached(
 
 def ensure_onnx(run_dir: Path, data_dir: str | None) -> Path:
     """The run's model.onnx, exported and verified once (kept for later reruns)."""
-    path = run_dir / "model.onnx"
+    path = run_dir / ONNX["fp32"]
     if not path.is_file():
         from abrl_deploy.export import ExportSpec, export
 

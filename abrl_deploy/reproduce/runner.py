@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from abrl_deploy.artifacts import CARD, CONFIG, METRICS, STATE, WEIGHTS
 from abrl_deploy.errors import ConfigError
 
 from .plan import Cell
 
-CARD, WEIGHTS, STATE, CONFIG = "card.json", "model.safetensors", "state.pt", "config.yaml"
 # Fields that may differ between a saved run and the plan without making the run another one.
 _IGNORED = {"data_dir", "workers", "device"}
 
@@ -129,7 +129,7 @@ def run_grid(
 
 def read_curves(run_dir: Path) -> list[dict[str, Any]]:
     """The per-epoch rows of metrics.jsonl (empty if the run has none)."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

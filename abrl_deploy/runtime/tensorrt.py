@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from abrl_deploy.artifacts import sidecar
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import AbrlError, DependencyError, RuntimeBackendError, first_line
 
@@ -45,11 +46,6 @@ _REBUILD = (
     "an engine only runs on the TensorRT version and GPU model that built it: rebuild it here "
     "with abrl export RUN_DIR --format trt"
 )
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    """Where ``abrl export`` writes the model card of ``engine_path``: ``<engine>.json``."""
-    return engine_path.with_name(engine_path.name + ".json")
 
 
 def numpy_dtype(trt_dtype: Any) -> np.dtype:
@@ -160,7 +156,7 @@ class TrtRunner(Runner):
                 f"no TensorRT engine at {self.engine_path}; build one with "
                 "abrl export RUN_DIR --format trt"
             )
-        self.card = _load_card(sidecar_path(self.engine_path))
+        self.card = _load_card(sidecar(self.engine_path))
         self._trt, self._torch = trt, torch
         try:
             with torch.cuda.device(self.device_index):

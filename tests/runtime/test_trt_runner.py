@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from abrl_deploy.artifacts import sidecar as sidecar_path
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import AbrlError, DependencyError, RuntimeBackendError
 from abrl_deploy.runtime.base import InputSpec
@@ -19,7 +20,6 @@ from abrl_deploy.runtime.tensorrt import (
     _load_card,
     check_batch_in_profile,
     numpy_dtype,
-    sidecar_path,
     spec_shape,
     split_io,
 )

@@ -172,6 +172,19 @@ def test_each_layout_trains(tmp_path, dataset, writer, classes):
     assert card.dataset == dataset
 
 
+def test_force_removes_our_files_and_the_old_exports_but_not_the_users(tmp_path):
+    from abrl_deploy.artifacts import DERIVED_FILES, RUN_FILES
+    from abrl_deploy.training.checkpoint import prepare_run_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in (*RUN_FILES, *DERIVED_FILES, "notes.txt"):
+        (out / name).write_text("old")
+    prepare_run_dir(out, force=True, resume=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    assert "model.onnx" in DERIVED_FILES and "model.deploy.onnx" in DERIVED_FILES
+
+
 def test_existing_run_is_not_overwritten_without_force(tmp_path):
     out = tmp_path / "run"
     assert train(out, "--method", "finetune", "--limit", "20").exit_code == 0
