@@ -20,6 +20,7 @@ import numpy as np
 
 from abrl_deploy.artifacts import sidecar
 from abrl_deploy.card import ModelCard
+from abrl_deploy.compare import run_batches
 from abrl_deploy.errors import ConfigError, RuntimeBackendError
 from abrl_deploy.optimize.record import deploy_choice
 from abrl_deploy.preprocess import Preprocessor
@@ -147,11 +148,12 @@ class Predictor:
         x = self.preprocess(images)
         if self.card.layout == "NHWC":
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-        parts = []
-        for i in range(0, len(x), self.batch_size):
-            with self._lock:
-                parts.append(self._runner.infer(x[i : i + self.batch_size])[name])
-        return np.concatenate(parts).astype(np.float32, copy=False)
+        out = run_batches(self._infer, x, self.batch_size)[name]
+        return out.astype(np.float32, copy=False)
+
+    def _infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        with self._lock:
+            return self._runner.infer(x)
 
 
 def _open(path: Path, backend: str, threads: int | None):

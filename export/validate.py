@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from abrl_deploy.compare import cosines, run_batches
 from abrl_deploy.runtime import OrtRunner, Runner
 
 # Per precision: max |Δlogit| relative to the largest reference logit, min row cosine, min top-1
@@ -56,17 +57,6 @@ class ValidationReport:
         return [str(c) for c in self.checks if not c.passed]
 
 
-def _run(runner: Runner, images: np.ndarray, batch: int = 64) -> dict[str, np.ndarray]:
-    parts = [runner.infer(images[i : i + batch]) for i in range(0, len(images), batch)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    denom = np.linalg.norm(a64, axis=1) * np.linalg.norm(b64, axis=1)
-    return (a64 * b64).sum(1) / np.maximum(denom, 1e-30)
-
-
 def validate_onnx(
     path: Path,
     reference: dict[str, np.ndarray],
@@ -88,7 +78,7 @@ def validate_runner(
 ) -> ValidationReport:
     """The same checks on any open runner (ONNX Runtime, or a TensorRT engine after its build)."""
     tol = TOLERANCES[precision]
-    got = _run(runner, images)
+    got = run_batches(runner.infer, images, 64)
     consistency = _batch_consistency(runner, images)
     ref, out = reference["logits"], got["logits"]
     scale = max(1.0, float(np.abs(ref).max()))
@@ -98,7 +88,7 @@ def validate_runner(
         "images": len(images),
         "max_abs_diff": float(diff.max()),
         "mean_abs_diff": float(diff.mean()),
-        "min_cosine": float(_cosines(out, ref).min()),
+        "min_cosine": float(cosines(out, ref).min()),
         "top1_agreement": agree,
         "top1_reference": float((ref.argmax(1) == labels).mean() * 100),
         "top1_onnx": float((out.argmax(1) == labels).mean() * 100),

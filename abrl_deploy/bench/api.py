@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from abrl_deploy import __version__
+from abrl_deploy.compare import agreement
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError
 from abrl_deploy.progress import Progress, quiet
 from abrl_deploy.runtime.backends import ARTIFACT, BACKENDS, make_runner, unavailable_reason
 
-from .accuracy import accuracy, agreement, predict_all
+from .accuracy import accuracy, predict_all
 from .environment import environment
 from .images import eval_images, timing_batch, to_layout
 from .models import ModelSource, resolve_model

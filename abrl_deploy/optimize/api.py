@@ -13,12 +13,13 @@ import numpy as np
 
 from abrl_deploy import __version__
 from abrl_deploy.artifacts import CARD, OPTIMIZE_REPORTS, WEIGHTS, refuse_overwrite
-from abrl_deploy.bench.accuracy import accuracy, agreement, predict_all
+from abrl_deploy.bench.accuracy import accuracy, predict_all
 from abrl_deploy.bench.environment import environment
 from abrl_deploy.bench.images import timing_batch
 from abrl_deploy.bench.protocol import Timing, first_call, measure_interleaved, open_timed
 from abrl_deploy.bench.stats import latency_stats, ratio_ci
 from abrl_deploy.card import ModelCard
+from abrl_deploy.compare import agreement
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError, first_line
 from abrl_deploy.machine import signature
 from abrl_deploy.progress import Progress, quiet

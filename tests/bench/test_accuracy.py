@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from test_protocol import Recorder
 
-from abrl_deploy.bench.accuracy import accuracy, agreement, predict_all
+from abrl_deploy.bench.accuracy import accuracy, predict_all
+from abrl_deploy.compare import agreement
 
 
 def test_accuracy_top1_top5_by_hand():
