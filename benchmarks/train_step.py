@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from abrl_deploy.reproduce.costs import StepShape, memory_in_k, time_method
+from abrl_deploy.training.costs import StepShape, memory_in_k, time_method
 
 
 def _cpuinfo(key: str) -> str:

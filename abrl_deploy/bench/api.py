@@ -79,11 +79,10 @@ def _eval_data(sources: list[ModelSource], spec: BenchSpec) -> dict[str, tuple]:
     for s in sources:
         c = s.card
         cfg = [c.config.get(k) for k in ("data_dir", "val_fraction", "limit")]
-        own = not s.assumed  # a card-less model gets exactly the steps its flags state
         key = json.dumps([c.dataset, c.num_classes, c.input_size, c.mean, c.std, c.seed, cfg,
-                          own, c.preprocessing.get("eval")])  # fmt: skip
+                          c.preprocessing.get("eval")])  # fmt: skip
         if key not in loaded:
-            loaded[key] = eval_images(c, spec.data_dir, spec.limit, from_card=own)
+            loaded[key] = eval_images(c, spec.data_dir, spec.limit)
         data[s.label] = loaded[key]
     return data
 
@@ -150,11 +149,11 @@ def _ensure_onnx(source, tmp: Path, plan, spec: BenchSpec, progress: Progress) -
         ARTIFACT[b] == "onnx" and source.label in labels for b, labels in plan.items()
     ):
         return source
-    from abrl_deploy.export import ExportSpec, export
+    from abrl_deploy.export.ensure import ensure_onnx
 
     progress(f"{source.label}: no model.onnx, exporting one (not saved)", None)
     out = tmp / f"{len(list(tmp.iterdir()))}-model.onnx"
-    export(ExportSpec(run_dir=source.path, out=out, data_dir=spec.data_dir))
+    ensure_onnx(source.path, data_dir=spec.data_dir, out=out)
     return dataclasses.replace(source, artifacts={**source.artifacts, "onnx": out})
 
 

@@ -21,11 +21,12 @@ from abrl_deploy.bench.stats import latency_stats, ratio_ci
 from abrl_deploy.card import ModelCard
 from abrl_deploy.compare import agreement
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError, first_line
+from abrl_deploy.export.ensure import onnx_card
 from abrl_deploy.machine import signature
 from abrl_deploy.progress import Progress, quiet
 from abrl_deploy.runtime.backends import make_runner, unavailable_reason
 
-from .artifacts import ensure_files, onnx_card
+from .artifacts import ensure_files
 from .candidates import REFERENCE, Candidate, bf16_decision, plan_candidates
 from .choice import choose, mark_eligible, mark_frontier
 from .report import write_reports
@@ -44,7 +45,7 @@ def run_optimize(spec: OptimizeSpec, progress: Progress = quiet) -> dict[str, An
 
     run_card = _run_card(Path(spec.run_dir))
     _refuse_overwrite(spec)
-    files, notes, skipped = ensure_files(spec, run_card, progress)
+    files, notes, skipped = ensure_files(spec, progress)
     candidates, not_planned = plan_candidates(spec, files)
     skipped += not_planned
     progress("reading the validation and test images", None)

@@ -19,9 +19,9 @@ from abrl_deploy import __version__
 from abrl_deploy.artifacts import CARD
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.progress import GridProgress, quiet
+from abrl_deploy.training.costs import StepShape
 
 from . import claims, measure, paper
-from .costs import StepShape
 from .plan import BASELINES, HEADS, TABLE1_VARIANTS, TABLE2_VARIANTS, ReproduceSpec, plan_grid
 from .runner import CellResult, build_config, read_curves, run_grid
 

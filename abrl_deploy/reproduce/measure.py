@@ -9,10 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from abrl_deploy.artifacts import ONNX
 from abrl_deploy.atomic import atomic_write_text
-
-from .costs import StepShape, interleaved_step_times, memory_in_k
+from abrl_deploy.training.costs import StepShape, interleaved_step_times, memory_in_k
 
 Note = Callable[[str], None]
 
@@ -35,25 +33,16 @@ def cached(
     return record | {"cached": False}
 
 
-def ensure_onnx(run_dir: Path, data_dir: str | None) -> Path:
-    """The run's model.onnx, exported and verified once (kept for later reruns)."""
-    path = run_dir / ONNX["fp32"]
-    if not path.is_file():
-        from abrl_deploy.export import ExportSpec, export
-
-        export(ExportSpec(run_dir=run_dir, data_dir=data_dir))
-    return path
-
-
 def latency(
     model_run: Path, baseline_run: Path, *, data_dir: str | None, seconds: float, claim: float,
     confidence: float,
 ) -> dict[str, Any]:  # fmt: skip
     """``abrl bench RUN --baseline BASE --batch 64`` on every backend that runs here."""
     from abrl_deploy.bench import BenchSpec, Protocol, run_bench
+    from abrl_deploy.export.ensure import ensure_onnx
 
-    for run in (model_run, baseline_run):
-        ensure_onnx(run, data_dir)
+    for run in (model_run, baseline_run):  # exported once, kept for later reruns
+        ensure_onnx(run, data_dir=data_dir)
     spec = BenchSpec(
         models=(model_run,), baseline=baseline_run, batch=64, data_dir=data_dir, limit=64,
         protocol=Protocol(warmup=5, min_iters=30, min_seconds=seconds), claim=claim,

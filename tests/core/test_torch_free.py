@@ -39,3 +39,28 @@ def test_no_torch_imported(code):
         [sys.executable, "-c", CHECK.format(code=code)], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["False"] * len(HEAVY), out.stdout + out.stderr
+
+
+def test_bench_of_an_onnx_file_reads_its_images_without_torch(tmp_path):
+    """`abrl bench model.onnx` on a third-party model: images are read and preprocessed without
+    torch (issue 14), so it runs where only the runtime extra is installed."""
+    from card_model import write_cnn
+    from datafixtures import write_imagefolder
+
+    model = write_cnn(tmp_path / "model.onnx", width=4, classes=3)
+    data = write_imagefolder(tmp_path / "data")
+    report = tmp_path / "bench.json"
+    args = [str(model), "--dataset", "imagefolder", "--data-dir", str(data), "--mean",
+            "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--backend", "ort-cpu", "--batch", "4",
+            "--warmup", "1", "--min-iters", "4", "--min-seconds", "0", "--block", "2",
+            "--quiet", "--report", str(report)]  # fmt: skip
+    code = ("import sys, json; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+            "from typer.testing import CliRunner; from abrl_deploy.cli import app; "
+            f"r = CliRunner().invoke(app, ['bench', *{args!r}]); "
+            "assert r.exit_code == 0, r.output; "
+            f"rows = json.load(open({str(report)!r}))['results']; "
+            "print(rows[0]['accuracy']['images'])")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.split()[-1] == "6"  # 3 classes x 2 test images, all read

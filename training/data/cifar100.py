@@ -9,8 +9,8 @@ import numpy as np
 
 from abrl_deploy.errors import DatasetError
 
-from .base import ArraySource, DatasetSpec, RawDataset
 from .layout import dataset_root, require_file
+from .raw import ArraySource, DatasetSpec, RawDataset
 from .registry import register_dataset
 from .safe_pickle import load_safe_pickle
 

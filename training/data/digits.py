@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ArraySource, DatasetSpec, RawDataset
+from .raw import ArraySource, DatasetSpec, RawDataset
 from .registry import register_dataset
 from .splits import split_off
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from abrl_deploy.errors import DatasetError
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, FileSource, RawDataset
 from .layout import IMAGE_EXTENSIONS, list_images, require_dir
+from .raw import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, FileSource, RawDataset
 from .registry import register_dataset
 
 _LAYOUT = (

@@ -5,37 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from abrl_deploy.errors import ConfigError, DatasetError
-
-from .base import DatasetSpec, DataSplits, ImageDataset
-from .registry import get_dataset_spec
-from .splits import limit_rows, split_off
+from .base import DataSplits, ImageDataset
+from .raw import DatasetSpec
+from .rows import check_args, run_rows
 from .transforms import describe_eval, describe_train_augmentation, eval_transform, train_transform
-
-# ``limit`` subsets use a fixed seed so smoke runs with different run seeds see the same images.
-_LIMIT_SEED = 0
-
-
-def _check_args(val_fraction: float, image_size: int | None, limit: int | None) -> None:
-    problems = []
-    if not 0.0 <= val_fraction < 1.0:
-        problems.append(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if image_size is not None and image_size < 1:
-        problems.append(f"image_size must be a positive integer, got {image_size}")
-    if limit is not None and limit < 1:
-        problems.append(f"limit must be a positive integer, got {limit}")
-    if problems:
-        raise ConfigError("; ".join(problems))
-
-
-def _resolve_dir(spec: DatasetSpec, data_dir: str | Path | None) -> Path | None:
-    if not spec.needs_dir:
-        return None  # embedded data: a given directory is not used
-    if data_dir is None:
-        raise DatasetError(
-            f"dataset {spec.name!r} needs --data-dir: a directory holding {spec.layout}"
-        )
-    return Path(data_dir).expanduser()
 
 
 def load_dataset(
@@ -58,15 +31,11 @@ def load_dataset(
         augment: the dataset's random train augmentation; without it, train images get the
             eval transform (the same for every method of a comparison).
     """
-    _check_args(val_fraction, image_size, limit)
-    spec = get_dataset_spec(name)
-    raw = spec.read(_resolve_dir(spec, data_dir))
+    check_args(val_fraction, image_size, limit)
+    rows = run_rows(name, data_dir, val_fraction=val_fraction, seed=seed, limit=limit)
+    spec, raw = rows.spec, rows.raw
     size = image_size or spec.image_size
-
-    pool = limit_rows(raw.train.labels, limit, _LIMIT_SEED)
-    test_rows = limit_rows(raw.test.labels, limit, _LIMIT_SEED)
-    kept, held = split_off(raw.train.labels[pool], val_fraction, seed)
-    train_rows, val_rows = pool[kept], pool[held]
+    train_rows, val_rows, test_rows = rows.train, rows.val, rows.test
 
     evaluate = eval_transform(spec, size)
     train = ImageDataset(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abrl_deploy.errors import DatasetError
 
-from .base import DatasetSpec
+from .raw import DatasetSpec
 
 _SPECS: dict[str, DatasetSpec] = {}
 

@@ -8,8 +8,8 @@ import numpy as np
 
 from abrl_deploy.errors import DatasetError
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, FileSource, RawDataset
 from .layout import dataset_root, inside, list_images, read_rows, require_dir, require_file
+from .raw import IMAGENET_MEAN, IMAGENET_STD, DatasetSpec, FileSource, RawDataset
 from .registry import register_dataset
 
 _LAYOUT = (

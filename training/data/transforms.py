@@ -6,7 +6,7 @@ from typing import Any
 
 from torchvision import transforms as T
 
-from .base import DatasetSpec
+from .raw import DatasetSpec
 
 _BILINEAR = T.InterpolationMode.BILINEAR
 

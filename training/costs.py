@@ -7,6 +7,7 @@ fixed random batches: the cost of a step does not depend on what the images show
 
 from __future__ import annotations
 
+# Torch is imported inside the functions: abrl reproduce reads StepShape without loading it.
 import statistics
 import time
 from dataclasses import dataclass
@@ -42,9 +43,9 @@ def _stepper(name: str, shape: StepShape, **cfg: Any):
     """
     import torch
 
-    from abrl_deploy.training.config import TrainConfig
-    from abrl_deploy.training.methods import get_method
-    from abrl_deploy.training.models import build_classifier
+    from .config import TrainConfig
+    from .methods import get_method
+    from .models import build_classifier
 
     torch.manual_seed(0)
     device = torch.device(shape.device)
@@ -125,8 +126,8 @@ def memory_in_k(shape: StepShape, k: int) -> dict[str, float]:
     import torch
     import torch.nn.functional as F
 
-    from abrl_deploy.training.methods import hypergrad as hg
-    from abrl_deploy.training.models import build_classifier
+    from .methods import hypergrad as hg
+    from .models import build_classifier
 
     torch.manual_seed(0)
     model = build_classifier(shape.backbone, shape.classes, stem=shape.stem).to(shape.device)
