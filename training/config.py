@@ -56,7 +56,9 @@ class TrainConfig:
     # The head every method saves: the ridge-logistic refit on all train features (the one
     # protocol that compares methods like with like), or, when False, the method's own head.
     head_refit: bool = True
-    # ABRL (METHOD.md); lambda is a Python keyword, hence lambda_.
+    # ABRL (METHOD.md). One spelling per layer: users write `lambda` (--lambda, YAML, reports);
+    # Python code writes `lambda_` everywhere, because lambda is a keyword. The inner step count K
+    # is `inner_steps` at every layer (--inner-steps, YAML, config, the methods' arguments).
     hypergrad: str = "implicit"
     lambda_: float = 0.01
     penalty_norm: bool = True  # divide the penalty by D so that lambda does not depend on width

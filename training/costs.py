@@ -120,7 +120,7 @@ def saved_bytes(fn) -> int:
     return total
 
 
-def memory_in_k(shape: StepShape, k: int) -> dict[str, float]:
+def memory_in_k(shape: StepShape, inner_steps: int) -> dict[str, float]:
     """Saved-for-backward MiB of one hypergradient. Implicit: one encoder forward whatever K.
     Unrolled with fresh inner batches: K + 1 forwards. Batches of ``shape.val_batch`` rows."""
     import torch
@@ -134,6 +134,7 @@ def memory_in_k(shape: StepShape, k: int) -> dict[str, float]:
     enc = model.encoder
     W = torch.zeros(shape.classes, model.feature_dim, device=shape.device)
     b = torch.zeros(shape.classes, device=shape.device)
+    k = inner_steps  # K, the paper's symbol, in the formulas below
     batches = [images(shape, shape.val_batch, s) for s in range(k + 1)]
 
     def implicit():

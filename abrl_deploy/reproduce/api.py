@@ -175,12 +175,16 @@ _STEP_FIELDS = ("hypergrad", "inner_solve", "inner_tol", "inner_max_iter", "inne
 
 
 def _overhead_claim(spec: ReproduceSpec, shape: StepShape, cfg) -> dict[str, Any]:
-    lam = cfg.lambda_ or 0.01  # a preset without a penalty still gets the paper's claim measured
+    lambda_ = cfg.lambda_ or 0.01  # a preset without a penalty still gets the claim measured
     fields = {k: getattr(cfg, k) for k in _STEP_FIELDS}
-    params = {"shape": shape.__dict__, "lambda": lam, "config": fields,
+    params = {"shape": shape.__dict__, "lambda": lambda_, "config": fields,
               "rounds": spec.overhead_rounds, "steps": spec.overhead_steps}  # fmt: skip
-    rec = measure.cached(spec.out, "overhead", params, spec.force, lambda: measure.overhead(
-        shape, lam, fields, rounds=spec.overhead_rounds, steps=spec.overhead_steps))  # fmt: skip
+
+    def measure_overhead() -> dict[str, Any]:
+        return measure.overhead(shape, lambda_, fields, rounds=spec.overhead_rounds,
+                                steps=spec.overhead_steps)  # fmt: skip
+
+    rec = measure.cached(spec.out, "overhead", params, spec.force, measure_overhead)
     times = rec["result"]["seconds_per_step"]
     band = (0.0, 2 * paper.PENALTY_OVERHEAD)
     row = claims.penalty_overhead(times["with_penalty"], times["without"], band=band,

@@ -55,19 +55,20 @@ def latency(
 
 
 def overhead(
-    shape: StepShape, lam: float, fields: dict[str, Any], *, rounds: int, steps: int
+    shape: StepShape, lambda_: float, fields: dict[str, Any], *, rounds: int, steps: int
 ) -> dict[str, Any]:
-    """Interleaved ABRL steps with the penalty (λ = lam) and without (λ = 0); ``fields`` are the
+    """Interleaved ABRL steps with the penalty (λ = lambda_) and without (λ = 0); ``fields`` are the
     other ABRL settings of the grid (inner steps, inner lr, solver...)."""
     variants = {
-        "with_penalty": ("abrl", {**fields, "lambda_": lam}),
+        "with_penalty": ("abrl", {**fields, "lambda_": lambda_}),
         "without": ("abrl", {**fields, "lambda_": 0.0}),
     }
     times = interleaved_step_times(variants, shape, rounds=rounds, steps=steps)
     return {"seconds_per_step": times}
 
 
-def memory(shape: StepShape, ks: tuple[int, ...]) -> dict[str, Any]:
-    rows = [memory_in_k(shape, k) for k in ks]
+def memory(shape: StepShape, inner_steps: tuple[int, ...]) -> dict[str, Any]:
+    # "ks" stays the key of the cached measurement and of reproduce.json (resume reads it)
+    rows = [memory_in_k(shape, k) for k in inner_steps]
     return {"ks": [r["k"] for r in rows], "implicit_mib": [r["implicit_mib"] for r in rows],
             "unrolled_mib": [r["unrolled_mib"] for r in rows]}  # fmt: skip

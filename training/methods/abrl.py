@@ -156,8 +156,10 @@ class AbrlMethod(Method):
 
     def _unrolled(self, zc_tr, y_tr, zc_val, y_val, lr: float) -> dict[str, Any]:
         """Differentiate through the K head steps (the memory-hungry ablation)."""
-        k = self.cfg.inner_steps
-        W, b = hg.unrolled_head([zc_tr] * k, [y_tr] * k, self.W, self.b, self.cfg.ridge, lr)
+        inner_steps = self.cfg.inner_steps
+        W, b = hg.unrolled_head(
+            [zc_tr] * inner_steps, [y_tr] * inner_steps, self.W, self.b, self.cfg.ridge, lr
+        )
         objective = F.cross_entropy(hg.head_logits(zc_val, W, b), y_val)
         self.W, self.b = W.detach(), b.detach()
         residual = hg.inner_residual(zc_tr.detach(), y_tr, self.W, self.b, self.cfg.ridge)

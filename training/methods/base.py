@@ -91,8 +91,8 @@ class Method:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def cross_entropy_step(method: Method, x: torch.Tensor, y: torch.Tensor, lam: float = 0.0):
-    """CE on model(x), plus λ·penalty on the features when lam > 0 (the `joint` method).
+def cross_entropy_step(method: Method, x: torch.Tensor, y: torch.Tensor, lambda_: float = 0.0):
+    """CE on model(x), plus λ·penalty on the features when lambda_ > 0 (the `joint` method).
 
     The penalty couples the rows of a batch: it is taken on the features of all ranks.
     """
@@ -104,9 +104,9 @@ def cross_entropy_step(method: Method, x: torch.Tensor, y: torch.Tensor, lam: fl
     ce = F.cross_entropy(logits.float(), y)
     out: dict[str, Any] = {"ce": ce.item()}
     loss = ce
-    if lam > 0:
+    if lambda_ > 0:
         pen = cov_penalty(gather_rows(z), normalize=method.cfg.penalty_norm)
-        loss = ce + lam * pen
+        loss = ce + lambda_ * pen
         out["penalty"] = pen.item()
     loss.backward()
     out["loss"] = loss.item()

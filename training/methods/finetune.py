@@ -25,4 +25,4 @@ class JointMethod(Method):
 
     def step(self, batch, val_batch) -> dict[str, Any]:
         x, y = batch
-        return cross_entropy_step(self, x, y, lam=self.cfg.lambda_)
+        return cross_entropy_step(self, x, y, lambda_=self.cfg.lambda_)

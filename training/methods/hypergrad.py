@@ -90,8 +90,8 @@ def bohning_bound(z: Tensor, ridge: float) -> float:
         zt = torch.cat([z.detach(), z.new_ones(n, 1)], dim=1)
         # Z̃ᵀZ̃ and Z̃Z̃ᵀ share their non-zero eigenvalues: factor the smaller one.
         gram = zt.t() @ zt if zt.shape[1] <= n else zt @ zt.t()
-        lam = torch.linalg.eigvalsh(gram)[-1].item()
-    return lam / (2 * n) + ridge
+        top_eigenvalue = torch.linalg.eigvalsh(gram)[-1].item()
+    return top_eigenvalue / (2 * n) + ridge
 
 
 def validate_inner_lr(lr: float, L: float) -> None:
@@ -105,12 +105,13 @@ def validate_inner_lr(lr: float, L: float) -> None:
 
 
 def inner_steps(
-    z: Tensor, y: Tensor, W: Tensor, b: Tensor, ridge: float, lr: float, steps: int
+    z: Tensor, y: Tensor, W: Tensor, b: Tensor, ridge: float, lr: float, inner_steps: int
 ) -> Pair:
-    """``steps`` plain GD steps on the head with frozen features; returns new detached tensors."""
+    """``inner_steps`` (K) plain GD steps on the head with frozen features; returns new detached
+    tensors."""
     with torch.no_grad():
         z, W, b = z.detach(), W.detach().clone(), b.detach().clone()
-        for _ in range(steps):
+        for _ in range(inner_steps):
             gW, gb = inner_grad(z, y, W, b, ridge)
             W = W - lr * gW
             b = b - lr * gb
