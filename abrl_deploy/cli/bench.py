@@ -15,7 +15,7 @@ from rich.table import Table
 from abrl_deploy.errors import DependencyError
 
 from .app import handle_errors
-from .parsing import parse_numbers
+from .parsing import parse_names, parse_numbers
 from .progress import run_with_progress
 from .render import verdict_markup
 
@@ -146,7 +146,7 @@ def bench(
     _require("matplotlib", "--plot", plot is not None)
     spec = BenchSpec(
         models=tuple(models), baseline=baseline,
-        backends=tuple(b.strip() for b in backend.split(",") if b.strip()) if backend else None,
+        backends=parse_names(backend) if backend else None,
         batch=batch, protocol=Protocol(warmup, min_iters, min_seconds, block), threads=threads,
         compile=compile, ov_precision=ov_precision,
         data_dir=str(data_dir) if data_dir else None, limit=limit, claim=claim,

@@ -13,6 +13,7 @@ from rich.markup import escape
 from abrl_deploy.export import spec as choices_of
 
 from .app import handle_errors
+from .options import RunDataDir
 from .parsing import choices, parse_numbers
 
 Format = choices("Format", choices_of.FORMATS)
@@ -63,9 +64,7 @@ def export(
     validation_images: Annotated[
         int, typer.Option("--validation-images", help="Test images to verify on.")
     ] = 256,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="The run's dataset, if it moved.")
-    ] = None,
+    data_dir: RunDataDir = None,
     model_name: Annotated[
         str | None,
         typer.Option("--model-name", help="Triton model name [default: RUN_DIR's name]."),

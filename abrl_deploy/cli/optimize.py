@@ -12,11 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import handle_errors
+from .options import RunDataDir
+from .parsing import parse_names
 from .progress import run_with_progress
-
-
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 @handle_errors
@@ -59,9 +57,7 @@ def optimize(
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", help="Measured seconds per variant, at least.")
     ] = 5.0,
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="The run's dataset, if it moved.")
-    ] = None,
+    data_dir: RunDataDir = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -77,7 +73,7 @@ def optimize(
 
     spec = OptimizeSpec(
         run_dir=run_dir, max_drop=max_drop, batch=batch, threads=threads,
-        precisions=_csv(precisions), backends=_csv(backends), bf16=bf16,
+        precisions=parse_names(precisions), backends=parse_names(backends), bf16=bf16,
         val_images=val_images, test_images=test_images,
         protocol=Protocol(min_seconds=min_seconds), data_dir=str(data_dir) if data_dir else None,
         force=force,

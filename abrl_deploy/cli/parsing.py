@@ -26,6 +26,11 @@ def parse_numbers(
     return values
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """``"a, b,,c"`` as ``("a", "b", "c")``: comma-separated names, blanks dropped."""
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     """A Typer choice type for ``values``, read from the module that owns them (one list)."""
     return Enum(name, {v: v for v in values}, type=str)
