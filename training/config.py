@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from abrl_deploy.errors import ConfigError
 
 # Every choice list of a training run lives here, torch-free, so that the CLI and reproduce read
@@ -95,6 +93,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
+        import yaml  # here, not at the top: abrl --help reads this module's choice lists
+
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
@@ -186,6 +186,8 @@ def _coerce(name: str, value: Any) -> Any:
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; give a YAML file, see configs/")
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

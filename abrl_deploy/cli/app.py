@@ -20,8 +20,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    # help texts are plain text: "[default: 0.01]" written in one is shown, not read as markup
-    rich_markup_mode="markdown",
+    # rich markup: help texts write "\\[default: x]" so that rich shows the brackets
+    rich_markup_mode="rich",
 )
 err_console = Console(stderr=True)
 _state = {"debug": False}

@@ -44,7 +44,7 @@ def bench(
         typer.Option(
             "--backend",
             help="Comma-separated: torch,torch-bf16,torch-cuda,ort-cpu,ort-cuda,"
-            "ort-trt,ov-cpu,trt [default: every one that can run here].",
+            "ort-trt,ov-cpu,trt \\[default: every one that can run here].",
         ),
     ] = None,  # fmt: skip
     batch: Annotated[int, typer.Option("--batch", help="Batch size timed.")] = 64,
@@ -75,7 +75,7 @@ def bench(
         Path | None, typer.Option("--data-dir", help="Where the dataset is, if not embedded.")
     ] = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Test images for accuracy [default: all].")
+        int | None, typer.Option("--limit", help="Test images for accuracy \\[default: all].")
     ] = None,
     input_size: Annotated[
         int | None, typer.Option("--input-size", help="No card: square input size.")
@@ -90,7 +90,7 @@ def bench(
         typer.Option(
             "--resize",
             help="No card: shorter side before the centre crop; 0: none "
-            "[default: the input size, so images already that size are untouched].",
+            "\\[default: the input size, so images already that size are untouched].",
         ),
     ] = None,  # fmt: skip
     interpolation: Annotated[
@@ -98,7 +98,7 @@ def bench(
         typer.Option(
             "--interpolation",
             help="No card: bilinear, bicubic, nearest, "
-            "lanczos, box or hamming [default: bilinear].",
+            "lanczos, box or hamming \\[default: bilinear].",
         ),
     ] = None,  # fmt: skip
     scale: Annotated[
@@ -106,14 +106,14 @@ def bench(
         typer.Option(
             "--scale",
             help="No card: pixels times 1/255 (in [0, 1]) or 1 "
-            "(0-255) before --mean/--std [default: 1/255].",
+            "(0-255) before --mean/--std \\[default: 1/255].",
         ),
     ] = None,  # fmt: skip
     channel_order: Annotated[
         str | None,
         typer.Option(
             "--channel-order",
-            help="No card: rgb or bgr (--mean/--std in that order) [default: rgb].",
+            help="No card: rgb or bgr (--mean/--std in that order) \\[default: rgb].",
         ),
     ] = None,  # fmt: skip
     save_card: Annotated[

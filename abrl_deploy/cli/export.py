@@ -36,7 +36,7 @@ def export(
         Path | None,
         typer.Option(
             "--out",
-            help="Output file; for triton the model repository [default: in RUN_DIR, "
+            help="Output file; for triton the model repository \\[default: in RUN_DIR, "
             "for triton RUN_DIR/triton].",
         ),
     ] = None,
@@ -67,7 +67,7 @@ def export(
     data_dir: RunDataDir = None,
     model_name: Annotated[
         str | None,
-        typer.Option("--model-name", help="Triton model name [default: RUN_DIR's name]."),
+        typer.Option("--model-name", help="Triton model name \\[default: RUN_DIR's name]."),
     ] = None,
     triton_platform: Annotated[
         TritonPlatform,

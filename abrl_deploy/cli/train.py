@@ -36,89 +36,93 @@ def train(
     config: Annotated[
         Path | None, _opt("YAML file of defaults (configs/); flags win.", "--config")
     ] = None,
-    method: Annotated[Method | None, _opt("Training method [default: abrl].", "--method")] = None,
+    method: Annotated[Method | None, _opt("Training method \\[default: abrl].", "--method")] = None,
     dataset: Annotated[
-        Dataset | None, _opt("Dataset [default: digits, embedded].", "--dataset")
+        Dataset | None, _opt("Dataset \\[default: digits, embedded].", "--dataset")
     ] = None,
     data_dir: Annotated[
         Path | None, _opt("Folder holding the dataset's official layout.", "--data-dir")
     ] = None,
-    backbone: Annotated[Backbone | None, _opt("Encoder [default: resnet18].", "--backbone")] = None,
+    backbone: Annotated[
+        Backbone | None, _opt("Encoder \\[default: resnet18].", "--backbone")
+    ] = None,
     pretrained: Annotated[
         Path | None, _opt("Local encoder state dict (.safetensors/.pt).", "--pretrained")
     ] = None,
     image_size: Annotated[
-        int | None, _opt("Input size in pixels [default: per dataset].", "--image-size")
+        int | None, _opt("Input size in pixels \\[default: per dataset].", "--image-size")
     ] = None,
-    epochs: Annotated[int | None, _opt("Epochs [default: 100, the paper's].", "--epochs")] = None,
+    epochs: Annotated[int | None, _opt("Epochs \\[default: 100, the paper's].", "--epochs")] = None,
     batch_size: Annotated[
         int | None,
-        _opt("Train batch size, global under torchrun [default: 64].", "--batch-size"),
+        _opt("Train batch size, global under torchrun \\[default: 64].", "--batch-size"),
     ] = None,
-    lr: Annotated[float | None, _opt("Outer SGD learning rate [default: 0.01].", "--lr")] = None,
+    lr: Annotated[float | None, _opt("Outer SGD learning rate \\[default: 0.01].", "--lr")] = None,
     seed: Annotated[
-        int | None, _opt("Seed of init, splits and batches [default: 0].", "--seed")
+        int | None, _opt("Seed of init, splits and batches \\[default: 0].", "--seed")
     ] = None,
     val_fraction: Annotated[
         float | None,
-        _opt("Share of train data held out for validation [default: 0.1].", "--val-fraction"),
+        _opt("Share of train data held out for validation \\[default: 0.1].", "--val-fraction"),
     ] = None,
     limit: Annotated[int | None, _opt("Use at most N train and N test images.", "--limit")] = None,
-    device: Annotated[Device | None, _opt("auto, cpu or cuda [default: auto].", "--device")] = None,
+    device: Annotated[
+        Device | None, _opt("auto, cpu or cuda \\[default: auto].", "--device")
+    ] = None,
     workers: Annotated[
-        int | None, _opt("DataLoader worker processes [default: 0].", "--workers")
+        int | None, _opt("DataLoader worker processes \\[default: 0].", "--workers")
     ] = None,
     hypergrad: Annotated[
-        Hypergrad | None, _opt("ABRL hypergradient [default: implicit].", "--hypergrad")
+        Hypergrad | None, _opt("ABRL hypergradient \\[default: implicit].", "--hypergrad")
     ] = None,
     lambda_: Annotated[
-        float | None, _opt("Penalty weight; 0 disables [default: 0.01].", "--lambda")
+        float | None, _opt("Penalty weight; 0 disables \\[default: 0.01].", "--lambda")
     ] = None,
     inner_solve: Annotated[
         InnerSolve | None,
         _opt(
             "ABRL's inner solve: newton (to stationarity, what the implicit formula assumes) or "
-            "steps (the paper's K steps of α) [default: newton].",
+            "steps (the paper's K steps of α) \\[default: newton].",
             "--inner-solve",
         ),
     ] = None,
     inner_tol: Annotated[
         float | None,
-        _opt("Newton stops at ||grad|| <= tol × ridge [default: 1e-3].", "--inner-tol"),
+        _opt("Newton stops at ||grad|| <= tol × ridge \\[default: 1e-3].", "--inner-tol"),
     ] = None,
     inner_steps: Annotated[
         int | None,
-        _opt("Inner head steps K with --inner-solve steps [default: 5].", "--inner-steps"),
+        _opt("Inner head steps K with --inner-solve steps \\[default: 5].", "--inner-steps"),
     ] = None,
     inner_lr: Annotated[
-        str | None, _opt("Inner step α, or 'auto' (1/L) [default: 0.001].", "--inner-lr")
+        str | None, _opt("Inner step α, or 'auto' (1/L) \\[default: 0.001].", "--inner-lr")
     ] = None,
     ridge: Annotated[
-        float | None, _opt("Ridge μ > 0 on the head [default: 1e-3].", "--ridge")
+        float | None, _opt("Ridge μ > 0 on the head \\[default: 1e-3].", "--ridge")
     ] = None,
     solver: Annotated[
-        Solver | None, _opt("Linear solver for H v = g [default: cg].", "--solver")
+        Solver | None, _opt("Linear solver for H v = g \\[default: cg].", "--solver")
     ] = None,
     head_refit: Annotated[
         bool | None,
         _opt(
             "Save the ridge-logistic head refit on all train features (every method; both "
-            "heads are always evaluated) instead of the method's own head [default: refit].",
+            "heads are always evaluated) instead of the method's own head \\[default: refit].",
             "--head-refit/--no-head-refit",
         ),
     ] = None,
     augment: Annotated[
         bool | None,
-        _opt("The dataset's random train augmentation [default: on].", "--augment/--no-augment"),
+        _opt("The dataset's random train augmentation \\[default: on].", "--augment/--no-augment"),
     ] = None,
     grad_clip: Annotated[
-        float | None, _opt("Clip the gradient's global norm [default: off].", "--grad-clip")
+        float | None, _opt("Clip the gradient's global norm \\[default: off].", "--grad-clip")
     ] = None,
     pretrain_epochs: Annotated[
-        int | None, _opt("SimCLR pre-training epochs [default: half].", "--pretrain-epochs")
+        int | None, _opt("SimCLR pre-training epochs \\[default: half].", "--pretrain-epochs")
     ] = None,
     amp: Annotated[
-        bool | None, _opt("bf16 autocast on CUDA [default: on].", "--amp/--no-amp")
+        bool | None, _opt("bf16 autocast on CUDA \\[default: on].", "--amp/--no-amp")
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing run directory.")

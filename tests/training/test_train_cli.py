@@ -231,3 +231,11 @@ def test_config_file_gives_defaults_and_flags_win(tmp_path):
     cfg.write_text("methd: finetune\n")
     bad = train(tmp_path / "other", "--config", str(cfg))
     assert bad.exit_code == 2 and "methd" in bad.output
+
+
+def test_help_shows_the_defaults_written_in_it():
+    """rich would read "[default: 0.01]" as a markup tag and drop it; the help escapes it."""
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).output
+    assert "0 disables [default: 0.01]" in out and "Dataset [default: digits, embedded]" in out
