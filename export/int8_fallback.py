@@ -9,6 +9,7 @@ decides. Fails only when nothing passes, naming the best attempt.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 
 from abrl_deploy.errors import ExportError
 
-from .quantize import ImageCalibrationReader, quantizable_nodes, quantize_int8
+from .quantize import ImageCalibrationReader, prepare_int8, quantizable_nodes, quantize_int8
 from .validate import ValidationReport
 
 Check = Callable[[Path], ValidationReport]
@@ -37,22 +38,32 @@ def quantize_within_tolerance(
     """Write the INT8 file to ``out`` and return its report and what the card records:
     ``kept_in_float`` (node names), ``sensitivity`` (1 - min cosine of each node quantized
     alone, when measured) and every full attempt's numbers."""
+    with tempfile.TemporaryDirectory(prefix="abrl-int8-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        prepare_int8(fp32, prepared)  # once: every attempt quantizes the same prepared graph
 
-    def attempt(exclude: Sequence[str], calib: Sequence[np.ndarray] = batches):
-        reader = ImageCalibrationReader(list(calib), "images")
-        quantize_int8(fp32, out, reader, form=form, calibration=calibration, exclude=tuple(exclude))
-        return check(out)
+        def attempt(exclude: Sequence[str], calib: Sequence[np.ndarray] = batches):
+            reader = ImageCalibrationReader(list(calib), "images")
+            quantize_int8(prepared, out, reader, form=form, calibration=calibration,
+                          exclude=tuple(exclude), prepared=True)  # fmt: skip
+            return check(out)
 
+        nodes = quantizable_nodes(prepared, prepared=True)
+        return _search(attempt, nodes, batches[:PROBE_BATCHES], progress)
+
+
+def _search(attempt, nodes: list[str], probe, progress) -> tuple[ValidationReport, dict[str, Any]]:
+    """Full INT8 first; then per-layer sensitivity and the most sensitive layers kept in float,
+    one more at a time, until an attempt passes."""
     report = attempt(())
     attempts = [_row((), report)]
     record: dict[str, Any] = {"kept_in_float": [], "sensitivity": {}, "attempts": attempts}
     if report.passed:
         return report, record
-    nodes = quantizable_nodes(fp32)
     sensitivity = {}
     for i, node in enumerate(nodes):
         progress(f"int8 missed its tolerance; sensitivity of layer {i + 1}/{len(nodes)}")
-        alone = attempt([n for n in nodes if n != node], batches[:PROBE_BATCHES])
+        alone = attempt([n for n in nodes if n != node], probe)
         sensitivity[node] = 1.0 - float(alone.metrics["min_cosine"])
     record["sensitivity"] = sensitivity
     kept: list[str] = []

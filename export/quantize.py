@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from abrl_deploy.atomic import atomic_write_bytes
-from abrl_deploy.errors import ConfigError, DependencyError, ExportError
+from abrl_deploy.errors import ConfigError, DependencyError, ExportError, first_line
 
 from .spec import CALIBRATIONS
 
@@ -118,13 +118,15 @@ def quantize_int8(
     form: str = "cpu",
     calibration: str = "minmax",
     exclude: tuple[str, ...] = (),
+    prepared: bool = False,
 ) -> None:
     """Static INT8 quantization in QDQ form, calibrated on ``reader``'s batches.
 
     ``form`` is one of :data:`INT8_FORMS`; weights are always signed int8 with zero point 0, one
     scale per output channel when ``per_channel`` is set. ``calibration`` picks how activation
     ranges are set from the batches (:data:`CALIBRATIONS`); ``exclude`` names nodes (of the
-    pre-processed graph, see :func:`quantizable_nodes`) that stay in float.
+    pre-processed graph, see :func:`quantizable_nodes`) that stay in float. ``prepared``: ``src``
+    is already the output of :func:`prepare_int8` (the fallback quantizes one file many times).
 
     Raises:
         ExportError: pre-processing, calibration or quantization failed, or the reader gave no
@@ -136,19 +138,18 @@ def quantize_int8(
             f"forms: {list(INT8_FORMS)}, calibrations: {list(CALIBRATIONS)}"
         )
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     metadata = _metadata(onnx.load(str(src), load_external_data=False))
     with tempfile.TemporaryDirectory(prefix="abrl-int8-") as tmp:
-        prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        quantized = Path(tmp) / "int8.onnx"
         try:
-            # ORT's recommended pre-pass: symbolic shape inference plus graph optimisation
-            # (BatchNorm folded into Conv), so that every tensor gets a calibrated range.
-            quant_pre_process(str(src), str(prepared))
+            if not prepared:
+                prepare_int8(src, Path(tmp) / "prepared.onnx")
+                src = Path(tmp) / "prepared.onnx"
             methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                        "percentile": CalibrationMethod.Percentile}  # fmt: skip
             quantize_static(
-                str(prepared),
+                str(src),
                 str(quantized),
                 reader,
                 quant_format=QuantFormat.QDQ,
@@ -187,13 +188,28 @@ def _set_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
-def quantizable_nodes(src: Path) -> list[str]:
-    """Names of the Conv / Gemm / MatMul nodes of ``src`` after ORT's pre-pass, in graph order:
-    the names ``quantize_int8(exclude=...)`` takes."""
+def prepare_int8(src: Path, dst: Path) -> None:
+    """ORT's recommended pre-pass, written to ``dst`` with ``src``'s metadata: symbolic shape
+    inference plus graph optimisation (BatchNorm folded into Conv), so that every tensor gets a
+    calibrated range."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with tempfile.TemporaryDirectory(prefix="abrl-int8-") as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        quant_pre_process(str(src), str(prepared))
-        graph = onnx.load(str(prepared)).graph
+    try:
+        quant_pre_process(str(src), str(dst))
+    except Exception as exc:  # ORT raises plain ValueError/RuntimeError with the cause
+        raise ExportError(f"INT8 pre-processing of {src} failed: {first_line(exc)}") from exc
+    model = onnx.load(str(dst))
+    _set_metadata(model, _metadata(onnx.load(str(src), load_external_data=False)))
+    onnx.save(model, str(dst))
+
+
+def quantizable_nodes(src: Path, *, prepared: bool = False) -> list[str]:
+    """Names of the Conv / Gemm / MatMul nodes of ``src`` after ORT's pre-pass (``prepared``: it
+    already is), in graph order: the names ``quantize_int8(exclude=...)`` takes."""
+    if prepared:
+        graph = onnx.load(str(src)).graph
+    else:
+        with tempfile.TemporaryDirectory(prefix="abrl-int8-") as tmp:
+            prepare_int8(src, Path(tmp) / "prepared.onnx")
+            graph = onnx.load(str(Path(tmp) / "prepared.onnx")).graph
     return [n.name for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
