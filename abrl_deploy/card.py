@@ -61,7 +61,10 @@ class ModelCard:
             raise AbrlError("invalid model card: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["deploy"]:  # only abrl optimize's file has one; other cards stay readable
+            del data["deploy"]  # by abrl versions that predate the field
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -71,8 +71,10 @@ class Predictor:
             self._runner.close()
             raise
         self.preprocess = Preprocessor(self.card)
-        # ONNX Runtime's run() is thread-safe; a TensorRT execution context is not
-        self._lock = threading.Lock() if self.backend == "trt" else contextlib.nullcontext()
+        # ONNX Runtime's run() is thread-safe; a TensorRT execution context and an OpenVINO
+        # infer request are not ("Infer Request is busy" under concurrent calls)
+        serial = self.backend in ("trt", "ov-cpu")
+        self._lock = threading.Lock() if serial else contextlib.nullcontext()
         self.outputs = self._runner.output_names
 
     def _apply_choice(self, threads: int | None) -> dict[str, Any] | None:
@@ -89,8 +91,14 @@ class Predictor:
             self.skipped.append(f"abrl optimize's choice {backend}: {reason}")
             return None
         if backend != self.backend or ov != "auto":
+            # the threads it was timed with, unless the caller names some
+            threads = threads if threads is not None else choice.get("threads")
             runner = make_runner(backend, self.path, threads=threads, ov_precision=ov)
-            runner.open()
+            try:
+                runner.open()
+            except RuntimeBackendError as exc:  # auto keeps what really runs
+                self.skipped.append(f"abrl optimize's choice {backend}: {exc}")
+                return None
             self._runner.close()
             self._runner, self.backend = runner, backend
         return choice
@@ -114,7 +122,7 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """Where the model runs (backend, providers in use) — for logs and ``GET /v1/model``."""
-        chosen = {"chosen_by": "abrl optimize", **self.choice} if self.choice else {}
+        chosen = {"chosen_by": {"tool": "abrl optimize", **self.choice}} if self.choice else {}
         return {"path": str(self.path), **self._runner.describe(), **chosen}
 
     def logits(self, images: Any) -> np.ndarray:

@@ -52,8 +52,9 @@ def ensure_onnx(
             return path, False
         if not force:
             raise ConfigError(
-                f"{path} is not this run's {precision} export for CPUs: {stale}; pass --force "
-                "to export it again"
+                f"{path} is not this run's {precision} export for CPUs: {stale}; export it "
+                f"again with abrl export {run_dir} --precision {precision} --force (this "
+                "overwrites it), or move it away"
             )
     from .dispatch import export
 

@@ -62,7 +62,8 @@ def optimize(
         bool,
         typer.Option(
             "--force",
-            help="Overwrite model.deploy.onnx and the reports; re-export stale variant files.",
+            help="Overwrite model.deploy.onnx and the optimize reports (never a variant file "
+            "abrl export wrote).",
         ),
     ] = False,  # fmt: skip
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,

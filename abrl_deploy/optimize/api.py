@@ -56,14 +56,19 @@ def run_optimize(spec: OptimizeSpec, progress: Progress = quiet) -> dict[str, An
     mark_eligible(rows, reference["val"]["top1"], spec.max_drop)
     mark_frontier(rows)
     chosen = choose(rows)
+    if not any(r["shippable"] for r in rows):
+        raise ConfigError(
+            f"no ONNX variant of {spec.run_dir} could run here; "
+            + "; ".join(f"{s['candidate']}: {s['reason']}" for s in skipped)
+        )
     if chosen is None:
         raise ConfigError(
             f"no ONNX variant of {spec.run_dir} is within --max-drop {spec.max_drop} points of "
             f"PyTorch's {reference['val']['top1']:.2f}% validation top-1; raise --max-drop"
         )
     report = _report(spec, rows, reference, chosen, notes, skipped, len(val[1]), len(test[1]))
+    _write_deploy(spec, chosen, report)  # first: the reports describe the file written
     write_reports(report, spec)
-    _write_deploy(spec, chosen, report)
     return report
 
 
@@ -73,7 +78,13 @@ def _run_card(run_dir: Path) -> ModelCard:
             f"{run_dir} is not a finished run directory (card.json and model.safetensors); "
             "give the folder abrl train wrote"
         )
-    return ModelCard.load(run_dir / CARD)
+    card = ModelCard.load(run_dir / CARD)
+    if card.data_splits.get("val", 1) == 0:
+        raise ConfigError(
+            f"{run_dir} has no validation split (trained with --val-fraction 0); abrl optimize "
+            "chooses on it: retrain with --val-fraction 0.1"
+        )
+    return card
 
 
 def _refuse_overwrite(spec: OptimizeSpec) -> None:

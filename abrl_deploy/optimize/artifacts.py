@@ -22,8 +22,9 @@ def ensure_files(
     for i, precision in enumerate(spec.precisions):
         progress(f"the {precision} file: reusing or exporting it", i / len(spec.precisions))
         try:
-            path, exported = ensure_onnx(spec.run_dir, precision, data_dir=spec.data_dir,
-                                         force=spec.force)  # fmt: skip
+            # never force: --force is for optimize's own outputs, not for a file that abrl
+            # export wrote (a TensorRT-form model.int8.onnx would be lost)
+            path, exported = ensure_onnx(spec.run_dir, precision, data_dir=spec.data_dir)
         except ExportError as exc:
             failed.append({"candidate": f"{precision} file", "reason": first_line(exc, 300)})
             continue

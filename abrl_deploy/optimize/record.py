@@ -20,6 +20,11 @@ def deploy_choice(card: ModelCard) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     measured_on = card.deploy.get("machine", {})
     here = signature()
+    if not here["cpu_flags"]:
+        return None, (
+            f"abrl optimize chose {choice['backend']}, but this CPU ({here['cpu']}) does not say "
+            "which instruction sets it has, so the choice cannot be matched to it"
+        )
     if measured_on != here:
         return None, (
             f"abrl optimize chose {choice['backend']} on another CPU ({measured_on.get('cpu')}, "

@@ -55,3 +55,14 @@ def test_newer_schema_and_unknown_fields_are_refused():
 def test_missing_card_names_the_path(tmp_path):
     with pytest.raises(AbrlError, match=str(tmp_path / "card.json")):
         ModelCard.load(tmp_path / "card.json")
+
+
+def test_only_a_card_with_a_deploy_record_carries_the_field():
+    """Cards without abrl optimize's record stay readable by abrl versions before the field."""
+    from card_model import card_for
+
+    card = card_for()
+    assert "deploy" not in card.to_dict()
+    shipped = card.replace(deploy={"choice": {"backend": "ov-cpu"}})
+    assert ModelCard.from_json(shipped.to_json()) == shipped
+    assert ModelCard.from_json(card.to_json()) == card

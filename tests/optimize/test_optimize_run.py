@@ -89,7 +89,8 @@ def test_the_shipped_file_is_the_chosen_graph_and_its_card_records_the_choice(op
     assert card.deploy["test_top1"] == chosen["test"]["top1"]
     assert card.export["precision"] == chosen["file_precision"]
     with Predictor(run / "model.deploy.onnx") as p:
-        assert p.backend == chosen["backend"] and p.describe()["chosen_by"] == "abrl optimize"
+        assert p.backend == chosen["backend"]
+        assert p.describe()["chosen_by"]["tool"] == "abrl optimize"
     saved = json.loads((run / "optimize.json").read_text())
     assert saved["chosen"] == report["chosen"]
     assert report["chosen"] in (run / "optimize.md").read_text()
@@ -116,8 +117,10 @@ def test_a_variant_file_from_something_else_is_refused_not_timed(run_dir):
     export(ExportSpec(run_dir=run_dir))
     shutil.copy(run_dir / "model.onnx", run_dir / "model.int8.onnx")  # fp32 under the int8 name
     with pytest.raises(ConfigError, match="model.int8.onnx is not this run's int8 export for "
-                       "CPUs: it is a fp32 file; pass --force"):  # fmt: skip
+                       "CPUs: it is a fp32 file; export it again with abrl export "):  # fmt: skip
         run_optimize(_spec(run_dir))
+    with pytest.raises(ConfigError, match="it is a fp32 file"):  # --force does not overwrite it
+        run_optimize(_spec(run_dir, force=True))
     assert not (run_dir / "model.deploy.onnx").exists()
 
 
@@ -133,3 +136,23 @@ def test_cli_prints_the_choice_and_its_speedup(run_dir):
     assert bad.exit_code != 0 and "--max-drop -1" in bad.output
     assert np.isfinite(json.loads((run_dir / "optimize.json").read_text())["candidates"][0]
                        ["latency"]["p50_ms"])  # fmt: skip
+
+
+def test_no_onnx_variant_that_ran_is_said_as_such_not_as_a_budget_problem(run_dir):
+    spec = _spec(run_dir, precisions=("fp32",), backends=("torch-bf16",), bf16="on")
+    with pytest.raises(ConfigError, match="no ONNX variant of .* could run here") as err:
+        run_optimize(spec)
+    assert "--max-drop" not in str(err.value)
+    assert not (run_dir / "model.deploy.onnx").exists()
+
+
+def test_a_run_without_a_validation_split_is_refused_before_any_export(tmp_path, trained_run):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    card = ModelCard.load(run / "card.json")
+    card.replace(data_splits={**card.data_splits, "val": 0}).save(run / "card.json")
+    with pytest.raises(ConfigError, match="no validation split .* retrain with --val-fraction"):
+        run_optimize(_spec(run))
+    assert not (run / "model.onnx").exists()

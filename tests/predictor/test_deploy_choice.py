@@ -33,7 +33,7 @@ def test_auto_runs_the_recorded_choice_on_the_cpu_it_was_measured_on(tmp_path):
     with Predictor(path) as p, Predictor(path, backend="ort-cpu") as ort:
         assert p.backend == "ov-cpu" and p.choice["backend"] == "ov-cpu"
         info = p.describe()
-        assert info["chosen_by"] == "abrl optimize" and info["precision_asked"] == "f32"
+        assert info["chosen_by"]["tool"] == "abrl optimize" and info["precision_asked"] == "f32"
         assert info["inference_precision"] == "f32"
         assert p.backend_note == "ov-cpu (int8 QDQ): abrl optimize's choice on this CPU"
         np.testing.assert_allclose(p.logits(pixels), ort.logits(pixels), atol=1e-4)
@@ -86,3 +86,62 @@ def test_abrl_predict_says_which_choice_it_followed(tmp_path):
     result = CliRunner().invoke(app, ["predict", str(path), str(image)])
     assert result.exit_code == 0, result.output
     assert "abrl optimize's choice on this CPU" in result.output and "on ov-cpu" in result.output
+
+
+def test_the_chosen_openvino_runner_serves_concurrent_threads(tmp_path):
+    pytest.importorskip("openvino")
+    import concurrent.futures
+
+    path = _shipped(tmp_path, "ov-cpu", "f32")
+    batches = [np.random.default_rng(i).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+               for i in range(16)]  # fmt: skip
+    with Predictor(path, threads=1) as p:
+        assert p.backend == "ov-cpu" and p.describe()["threads"] == 1  # not the record's None
+        want = [p.logits(b) for b in batches]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(p.logits, batches))  # an infer request is not thread-safe
+    for w, g in zip(want, got, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_a_chosen_backend_that_fails_to_open_falls_back_with_the_reason(tmp_path, monkeypatch):
+    import abrl_deploy.predictor as predictor_module
+    from abrl_deploy.errors import RuntimeBackendError
+
+    path = _shipped(tmp_path, "ov-cpu", "bf16")
+    real = predictor_module.make_runner
+
+    class Broken:
+        def open(self):
+            raise RuntimeBackendError("ov-cpu cannot load model.deploy.onnx: no such op")
+
+    def make_runner(backend, *args, **kwargs):
+        return Broken() if backend == "ov-cpu" else real(backend, *args, **kwargs)
+
+    def unavailable(backend):
+        return None if backend in ("ov-cpu", "ort-cpu") else "not here"
+
+    monkeypatch.setattr(predictor_module, "unavailable_reason", unavailable)
+    monkeypatch.setattr(predictor_module, "make_runner", make_runner)
+    with Predictor(path) as p:
+        assert p.backend == "ort-cpu" and p.choice is None
+        assert "abrl optimize's choice ov-cpu: ov-cpu cannot load" in p.backend_note
+
+
+def test_the_cpu_signature_reads_x86_and_arm_and_refuses_a_cpu_it_cannot_tell(monkeypatch):
+    from abrl_deploy import machine
+
+    arm = {"CPU implementer": "0x41", "CPU part": "0xd40", "Features": "fp asimd asimddp bf16 sve"}
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: arm)
+    assert machine.cpu_model() == "Arm implementer 0x41 part 0xd40"
+    assert machine.cpu_flags() == ["asimd", "asimddp", "bf16", "sve"] and machine.has_bf16()
+    x86 = {"model name": "Intel Xeon", "flags": "fpu avx2 avx512f amx_bf16 amx_int8"}
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: x86)
+    assert machine.cpu_flags() == ["avx2", "avx512f", "amx_bf16", "amx_int8"]
+    card = card_for().replace(
+        deploy={"choice": {"backend": "ov-cpu"}, "machine": machine.signature()}
+    )  # on this "Intel Xeon"
+    assert record.deploy_choice(card) == ({"backend": "ov-cpu"}, None)
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: {"model name": "unknown"})  # no flags
+    choice, why = record.deploy_choice(card)
+    assert choice is None and "does not say which instruction sets" in why
