@@ -25,10 +25,20 @@ def deploy_choice(card: ModelCard) -> tuple[dict[str, Any] | None, str | None]:
             f"abrl optimize chose {choice['backend']}, but this CPU ({here['cpu']}) does not say "
             "which instruction sets it has, so the choice cannot be matched to it"
         )
-    if measured_on != here:
+    differs = [
+        f"{key} {_show(measured_on.get(key, []))} there, {_show(value)} here"
+        for key, value in here.items()
+        if measured_on.get(key, []) != value  # a record without "gpus" was made without any
+    ]
+    if differs:
         return None, (
-            f"abrl optimize chose {choice['backend']} on another CPU ({measured_on.get('cpu')}, "
-            f"{' '.join(measured_on.get('cpu_flags', []))}); run abrl optimize on this one "
-            f"({here['cpu']}, {' '.join(here['cpu_flags'])})"
+            f"abrl optimize chose {choice['backend']} on another machine ({'; '.join(differs)}); "
+            "run abrl optimize on this one"
         )
     return choice, None
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list):
+        return " ".join(map(str, value)) or "none"
+    return str(value)

@@ -46,8 +46,9 @@ def test_a_choice_measured_on_another_cpu_is_set_aside_with_the_reason(tmp_path)
     path = _shipped(tmp_path, "ov-cpu", "bf16", machine=other)
     with Predictor(path) as p:
         assert p.backend == "ort-cpu" and p.choice is None
-        note = "abrl optimize chose ov-cpu on another CPU (Some Other CPU"
+        note = "abrl optimize chose ov-cpu on another machine (cpu Some Other CPU there, "
         assert p.backend_note.startswith(note)
+        assert "cpu_flags avx2 amx_bf16 there" in p.backend_note
 
 
 def test_a_choice_whose_backend_cannot_run_here_falls_back_with_the_reason(tmp_path, monkeypatch):
@@ -145,3 +146,16 @@ def test_the_cpu_signature_reads_x86_and_arm_and_refuses_a_cpu_it_cannot_tell(mo
     monkeypatch.setattr(machine, "_cpuinfo", lambda: {"model name": "unknown"})  # no flags
     choice, why = record.deploy_choice(card)
     assert choice is None and "does not say which instruction sets" in why
+
+
+def test_a_record_made_before_gpus_were_recorded_matches_only_a_machine_without_any(monkeypatch):
+    from abrl_deploy import machine
+
+    monkeypatch.setattr(machine, "nvidia_gpus", lambda: [])
+    here = machine.signature()
+    old = {"cpu": here["cpu"], "cpu_flags": here["cpu_flags"]}  # written before the "gpus" key
+    card = card_for().replace(deploy={"choice": {"backend": "ov-cpu"}, "machine": old})
+    assert record.deploy_choice(card) == ({"backend": "ov-cpu"}, None)
+    monkeypatch.setattr(machine, "nvidia_gpus", lambda: ["NVIDIA H200"])
+    choice, why = record.deploy_choice(card)
+    assert choice is None and "gpus none there, NVIDIA H200 here" in why
