@@ -123,5 +123,13 @@ class ModelCard:
         text = props.get(ONNX_METADATA_KEY)
         return None if text is None else cls.from_json(text)
 
+    @classmethod
+    def from_onnx_file(cls, path: str | Path) -> ModelCard | None:
+        """The card embedded in the ONNX file at ``path`` (needs the ``onnx`` package)."""
+        import onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        return cls.from_onnx_metadata({p.key: p.value for p in model.metadata_props})
+
     def replace(self, **changes: Any) -> ModelCard:
         return dataclasses.replace(self, **changes)

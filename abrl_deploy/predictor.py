@@ -4,8 +4,8 @@
     with Predictor("runs/abrl/model.onnx") as p:
         print(p.predict("cat.jpg", top_k=3))
 
-One runtime session serves every thread (ONNX Runtime's ``run`` is thread-safe; the TensorRT
-runner holds one execution context, so its calls are serialised with a lock).
+One runtime session serves every thread; a runner that is not thread-safe (``thread_safe``:
+a TensorRT execution context, an OpenVINO infer request) has its calls serialised with a lock.
 """
 
 from __future__ import annotations
@@ -71,9 +71,7 @@ class Predictor:
             self._runner.close()
             raise
         self.preprocess = Preprocessor(self.card)
-        # ONNX Runtime's run() is thread-safe; a TensorRT execution context and an OpenVINO
-        # infer request are not ("Infer Request is busy" under concurrent calls)
-        serial = self.backend in ("trt", "ov-cpu")
+        serial = not self._runner.thread_safe
         self._lock = threading.Lock() if serial else contextlib.nullcontext()
         self.outputs = self._runner.output_names
 
@@ -81,15 +79,12 @@ class Predictor:
         """``auto`` on a file shipped by ``abrl optimize``: its measured choice, where it was
         measured on this CPU and its backend can run here (otherwise the reason is kept)."""
         choice, why = deploy_choice(self.card)
-        if why:
-            self.skipped.append(why)
         if choice is None:
-            return None
+            return self._set_aside(why)
         backend, ov = choice["backend"], choice.get("ov_precision") or "auto"
         reason = unavailable_reason(backend)
         if reason is not None:
-            self.skipped.append(f"abrl optimize's choice {backend}: {reason}")
-            return None
+            return self._set_aside(f"abrl optimize's choice {backend}: {reason}")
         if backend != self.backend or ov != "auto":
             # the threads it was timed with, unless the caller names some
             threads = threads if threads is not None else choice.get("threads")
@@ -97,11 +92,16 @@ class Predictor:
             try:
                 runner.open()
             except RuntimeBackendError as exc:  # auto keeps what really runs
-                self.skipped.append(f"abrl optimize's choice {backend}: {exc}")
-                return None
+                return self._set_aside(f"abrl optimize's choice {backend}: {exc}")
             self._runner.close()
             self._runner, self.backend = runner, backend
         return choice
+
+    def _set_aside(self, why: str | None) -> None:
+        """A recorded choice not followed (None: the file has none); the reason is kept."""
+        self._aside = why
+        if why:
+            self.skipped.append(why)
 
     @property
     def backend_note(self) -> str | None:
@@ -109,7 +109,7 @@ class Predictor:
         if self.choice:
             return (f"{self.backend} ({self.choice['runtime_precision']}): abrl optimize's "
                     "choice on this CPU")  # fmt: skip
-        return next((s for s in self.skipped if "abrl optimize" in s), None)
+        return getattr(self, "_aside", None)
 
     def __enter__(self) -> Predictor:
         return self

@@ -17,16 +17,9 @@ from abrl_deploy.errors import ConfigError
 from .spec import ExportSpec
 
 
-def onnx_card(path: Path) -> ModelCard | None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return ModelCard.from_onnx_metadata({p.key: p.value for p in model.metadata_props})
-
-
 def stale_reason(path: Path, run_card: ModelCard, precision: str) -> str | None:
     """Why the file at ``path`` is not this run's ``precision`` export for CPUs, or None."""
-    card = onnx_card(path)
+    card = ModelCard.from_onnx_file(path)
     if card is None:
         return "it has no abrl model card"
     if card.checkpoint_sha256 != run_card.checkpoint_sha256:

@@ -79,10 +79,7 @@ def export_triton(spec: ExportSpec) -> ExportResult:
 def _verified_card(built: Path) -> ModelCard:
     """The card export_file() wrote: in the ONNX file's metadata, or in the engine's sidecar."""
     if built.suffix == ".onnx":
-        import onnx
-
-        model = onnx.load(str(built), load_external_data=False)
-        card = ModelCard.from_onnx_metadata({p.key: p.value for p in model.metadata_props})
+        card = ModelCard.from_onnx_file(built)
         if card is None:
             raise ExportError(f"{built} has no model card in its metadata")
         return card

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from abrl_deploy.compare import cosines, run_batches
+from abrl_deploy.compare import agreement, run_batches
 from abrl_deploy.runtime import OrtRunner, Runner
 
 # Per precision: max |Δlogit| relative to the largest reference logit, min row cosine, min top-1
@@ -82,13 +82,13 @@ def validate_runner(
     consistency = _batch_consistency(runner, images)
     ref, out = reference["logits"], got["logits"]
     scale = max(1.0, float(np.abs(ref).max()))
-    diff = np.abs(out.astype(np.float64) - ref)
-    agree = float((out.argmax(1) == ref.argmax(1)).mean())
+    a = agreement(out, ref)
+    agree = 1.0 - a["top1_flip_rate"]
     metrics = {
         "images": len(images),
-        "max_abs_diff": float(diff.max()),
-        "mean_abs_diff": float(diff.mean()),
-        "min_cosine": float(cosines(out, ref).min()),
+        "max_abs_diff": a["max_abs_diff"],
+        "mean_abs_diff": a["mean_abs_diff"],
+        "min_cosine": a["min_cosine"],
         "top1_agreement": agree,
         "top1_reference": float((ref.argmax(1) == labels).mean() * 100),
         "top1_onnx": float((out.argmax(1) == labels).mean() * 100),

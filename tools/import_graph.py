@@ -1,5 +1,5 @@
 """The project's import graph, from the source (nothing is imported): every edge between its own
-modules, the import circles (strongly connected components), and which modules reach torch.
+modules and the import circles (strongly connected components).
 
     python tools/import_graph.py            # circles and counts
     python tools/import_graph.py --edges    # every edge, one per line

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.runtime.backends import BACKENDS
+from abrl_deploy.runtime.openvino import PRECISIONS as OV_PRECISIONS
 
 from .models import ModelFacts
 from .protocol import Protocol
@@ -45,8 +46,8 @@ class BenchSpec:
         unknown = [b for b in self.backends or () if b not in BACKENDS]
         if unknown:
             p.append(f"unknown backend {', '.join(unknown)}; known: {', '.join(BACKENDS)}")
-        if self.ov_precision not in ("auto", "f32", "bf16", "f16"):
-            p.append(f"--ov-precision {self.ov_precision}: use auto, f32, bf16 or f16")
+        if self.ov_precision not in OV_PRECISIONS:
+            p.append(f"--ov-precision {self.ov_precision}: use {', '.join(OV_PRECISIONS)}")
         if self.backends is not None and not self.backends:
             p.append("--backend is empty")
         if p:

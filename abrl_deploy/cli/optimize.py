@@ -84,7 +84,7 @@ def optimize(
 
 
 def _print(report: dict, spec) -> None:
-    from abrl_deploy.optimize.candidates import REFERENCE
+    from abrl_deploy.optimize.report import eligibility
 
     console = Console() if Console().is_terminal else Console(width=140)
     env, rule = report["environment"], report["rule"]
@@ -98,8 +98,7 @@ def _print(report: dict, spec) -> None:
         table.add_column(col, justify="right", no_wrap=True)
     for r in sorted(report["candidates"], key=lambda r: r["latency"]["p50_ms"]):
         s = r["speedup"]
-        ok = ("yes" if r["eligible"] else "no") if r["shippable"] else "not shipped"
-        ok = "reference" if r["label"] == REFERENCE else ok
+        ok = eligibility(r)
         name = f"[bold]{escape(r['label'])} ← chosen[/]" if r["chosen"] else escape(r["label"])
         table.add_row(name, escape(r["runtime_precision"]), f"{r['latency']['p50_ms']:.2f}",
                       f"{s['p50']:.2f}× [{s['low']:.2f}, {s['high']:.2f}]",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from rich.console import Console
 
-S = TypeVar("S")
 
-
-def run_with_progress(run: Callable[..., Any], spec: S, quiet: bool) -> Any:
+def run_with_progress(run: Callable[..., Any], spec: Any, quiet: bool) -> Any:
     """``run(spec, progress)`` with a bar fed by ``progress(message, fraction or None)``."""
     if quiet:
         return run(spec)

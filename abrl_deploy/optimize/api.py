@@ -9,19 +9,16 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from abrl_deploy import __version__
 from abrl_deploy.artifacts import CARD, OPTIMIZE_REPORTS, WEIGHTS, refuse_overwrite
 from abrl_deploy.bench.accuracy import accuracy, predict_all
 from abrl_deploy.bench.environment import environment
-from abrl_deploy.bench.images import timing_batch
+from abrl_deploy.bench.images import ALL, timing_batch
 from abrl_deploy.bench.protocol import Timing, first_call, measure_interleaved, open_timed
 from abrl_deploy.bench.stats import latency_stats, ratio_ci
 from abrl_deploy.card import ModelCard
 from abrl_deploy.compare import agreement
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError, first_line
-from abrl_deploy.export.ensure import onnx_card
 from abrl_deploy.machine import signature
 from abrl_deploy.progress import Progress, quiet
 from abrl_deploy.runtime.backends import make_runner, unavailable_reason
@@ -34,7 +31,6 @@ from .spec import OptimizeSpec
 
 SCHEMA = "abrl.optimize"
 SCHEMA_VERSION = 1
-ALL = 10**9
 
 
 def run_optimize(spec: OptimizeSpec, progress: Progress = quiet) -> dict[str, Any]:
@@ -95,7 +91,7 @@ def _refuse_overwrite(spec: OptimizeSpec) -> None:
 def _measure(candidates: list[Candidate], files, val, test, spec: OptimizeSpec, progress,
              skipped: list[dict[str, str]]) -> list[dict[str, Any]]:  # fmt: skip
     """Open every candidate, score it on both splits, then time all of them interleaved."""
-    runners, staged, timings, scores, described = {}, {}, {}, {}, {}
+    runners, staged, timings, scores = {}, {}, {}, {}
     with contextlib.ExitStack() as stack:
         for c in candidates:
             progress(f"loading {c.label}", None)
@@ -131,7 +127,11 @@ def _measure(candidates: list[Candidate], files, val, test, spec: OptimizeSpec, 
 def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_test_logits, val_labels,
          test_labels, runner: dict[str, Any], spec: OptimizeSpec) -> dict[str, Any]:  # fmt: skip
     stats = latency_stats(timing.samples_ms, spec.batch)
-    ci = ratio_ci(timing.blocks, ref_blocks, "p50")
+    # the reference against itself is 1 exactly (its bootstrap is degenerate, and costly)
+    ci = ratio_ci(timing.blocks, ref_blocks, "p50") if c.label != REFERENCE else None
+    speedup = ({"p50": 1.0, "low": 1.0, "high": 1.0, "confidence": None, "method": "identity"}
+               if ci is None else {"p50": 1 / ci.ratio, "low": 1 / ci.high, "high": 1 / ci.low,
+                                   "confidence": ci.confidence, "method": ci.method})  # fmt: skip
     return {
         "label": c.label, "backend": c.backend, "shippable": c.shippable,
         "file": "run directory (PyTorch checkpoint)" if c.file == "run" else str(files[c.file]),
@@ -141,8 +141,7 @@ def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_test_logit
         "first_call_ms": timing.first_call_ms, "latency": stats.to_dict(),
         "samples_ms": timing.blocks.tolist(),
         # latency(eager) / latency(this), from the paired ratio's bootstrap interval
-        "speedup": {"p50": 1 / ci.ratio, "low": 1 / ci.high, "high": 1 / ci.low,
-                    "confidence": ci.confidence, "method": ci.method},
+        "speedup": speedup,
         "val": accuracy(logits[0], val_labels), "test": accuracy(logits[1], test_labels),
         "test_agreement": agreement(logits[1], ref_test_logits),
     }  # fmt: skip
@@ -183,7 +182,7 @@ def _write_deploy(spec: OptimizeSpec, chosen: dict[str, Any], report) -> None:
     from abrl_deploy.export.onnx import embed_card
 
     source = Path(chosen["file"])
-    card = onnx_card(source)
+    card = ModelCard.from_onnx_file(source)
     ov = chosen["runner"].get("precision_asked") if chosen["backend"] == "ov-cpu" else None
     record = {
         "choice": {"backend": chosen["backend"], "ov_precision": ov,
@@ -196,13 +195,4 @@ def _write_deploy(spec: OptimizeSpec, chosen: dict[str, Any], report) -> None:
         "reference_val_top1": report["rule"]["reference_val_top1"],
         "max_drop": spec.max_drop, "report": OPTIMIZE_REPORTS["json"], "created": report["created"],
     }  # fmt: skip
-    embed_card(source, card.replace(deploy=_plain(record)), dst=spec.deploy_path)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars to Python numbers, for JSON."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
+    embed_card(source, card.replace(deploy=record), dst=spec.deploy_path)

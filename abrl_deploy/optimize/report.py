@@ -3,26 +3,29 @@ accuracy against latency with the frontier and the choice marked."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from abrl_deploy.atomic import atomic_open, atomic_write_text
+from abrl_deploy.bench.report import write_json
 from abrl_deploy.errors import DependencyError
 
+from .candidates import REFERENCE
 from .spec import OptimizeSpec
 
 
 def write_reports(report: dict[str, Any], spec: OptimizeSpec) -> None:
-    text = json.dumps(report, indent=2, default=_number) + "\n"
-    atomic_write_text(spec.report_path("json"), text)
+    write_json(report, spec.report_path("json"))
     atomic_write_text(spec.report_path("markdown"), markdown(report))
     write_plot(report, spec)
 
 
-def _number(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    raise TypeError(f"not JSON-able: {type(value).__name__}")
+def eligibility(row: dict[str, Any]) -> str:
+    """The "eligible" cell of a row, in the terminal and in Markdown alike."""
+    if row["label"] == REFERENCE:
+        return "reference"
+    if not row["shippable"]:
+        return "not shipped"
+    return "yes" if row["eligible"] else "no"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -46,7 +49,7 @@ def markdown(report: dict[str, Any]) -> str:
     for r in sorted(report["candidates"], key=lambda r: r["latency"]["p50_ms"]):
         s = r["speedup"]
         name = f"**{r['label']}** (chosen)" if r["chosen"] else r["label"]
-        eligible = ("yes" if r["eligible"] else "no") if r["shippable"] else "not shipped"
+        eligible = eligibility(r)
         lines.append(
             f"| {name} | {r['runtime_precision']} | {r['latency']['p50_ms']:.2f} | "
             f"{s['p50']:.2f}× [{s['low']:.2f}, {s['high']:.2f}] | {r['val']['top1']:.2f} | "

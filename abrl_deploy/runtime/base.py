@@ -26,6 +26,8 @@ class Runner:
     """One model on one backend. Subclasses set ``backend`` and implement the ``*_impl`` hooks."""
 
     backend = "abstract"
+    # Whether one open runner may serve concurrent ``infer`` calls (the Predictor locks if not).
+    thread_safe = False
 
     def __init__(self) -> None:
         self._open = False

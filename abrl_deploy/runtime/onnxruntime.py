@@ -37,6 +37,8 @@ def import_onnxruntime():
 class OrtRunner(Runner):
     """An ONNX model in an ``InferenceSession`` on the providers of ``backend``."""
 
+    thread_safe = True  # InferenceSession.run is thread-safe
+
     def __init__(
         self,
         path: str | Path,

@@ -33,6 +33,7 @@ class OvRunner(Runner):
     """``path`` (ONNX) compiled by OpenVINO for the CPU at ``precision`` ("auto": OpenVINO's)."""
 
     backend = "ov-cpu"
+    thread_safe = False  # one infer request: "Infer Request is busy" under concurrent calls
 
     def __init__(self, path: str | Path, precision: str = "auto", threads: int | None = None):
         super().__init__()
@@ -41,6 +42,7 @@ class OvRunner(Runner):
         self.path, self.precision, self.threads = Path(path), precision, threads
         self.compiled = self.request = None
         self._names: tuple[str, ...] = ()
+        self._metadata: dict[str, str] = {}
 
     def open_impl(self) -> None:
         ov = import_openvino()
@@ -56,14 +58,15 @@ class OvRunner(Runner):
                 f"ov-cpu cannot load {self.path}: {first_line(exc)}"
             ) from None
         self.request = self.compiled.create_infer_request()
-        self._names = self._graph_output_names()
-
-    def _graph_output_names(self) -> tuple[str, ...]:
-        """Each output by its ONNX graph name: OpenVINO's ``get_any_name`` may return another name
-        of the same tensor (on an FP16 file, the Cast's ``graph_output_cast_0`` for ``logits``)."""
         import onnx
 
-        graph = [o.name for o in onnx.load(str(self.path), load_external_data=False).graph.output]
+        model = onnx.load(str(self.path), load_external_data=False)  # once: names and metadata
+        self._metadata = {p.key: p.value for p in model.metadata_props}
+        self._names = self._graph_output_names([o.name for o in model.graph.output])
+
+    def _graph_output_names(self, graph: list[str]) -> tuple[str, ...]:
+        """Each output by its ONNX graph name: OpenVINO's ``get_any_name`` may return another name
+        of the same tensor (on an FP16 file, the Cast's ``graph_output_cast_0`` for ``logits``)."""
         names = []
         for port in self.compiled.outputs:
             known = [n for n in graph if n in port.get_names()]
@@ -72,7 +75,7 @@ class OvRunner(Runner):
 
     def close_impl(self) -> None:
         self.compiled = self.request = None
-        self._names = ()
+        self._names, self._metadata = (), {}
 
     @property
     def inference_precision(self) -> str:
@@ -82,10 +85,7 @@ class OvRunner(Runner):
 
     @property
     def metadata(self) -> dict[str, str]:
-        import onnx
-
-        model = onnx.load(str(self.path), load_external_data=False)
-        return {p.key: p.value for p in model.metadata_props}
+        return self._metadata
 
     @property
     def input_spec(self) -> InputSpec:

@@ -17,7 +17,8 @@ The conventions that make N processes compute what one process computes on the c
 
 Split by role: ``environment`` (process group, rank, device), ``collectives`` (gathers, sums,
 gradient averaging, rank-0 work), ``batchnorm`` (SyncBatchNorm on the CPU). Callers use this
-package's names (``distributed.world_size()``), so tests can patch one place.
+package's names (``distributed.world_size()``); the submodules call each other directly, so a
+test that patches ``distributed.world_size`` reaches the trainer, not ``average_gradients``.
 """
 
 from .batchnorm import CpuSyncBatchNorm, convert_sync_batchnorm
