@@ -42,6 +42,8 @@ class ModelCard:
     versions: dict[str, str] = field(default_factory=dict)
     checkpoint_sha256: str | None = None
     export: dict[str, Any] = field(default_factory=dict)
+    # How training ran on its machine: precision and why, memory format, device, CPU, data cache
+    training: dict[str, Any] = field(default_factory=dict)
     # What abrl optimize chose on the machine it ran on: backend, precision, speed, accuracy
     deploy: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
@@ -62,8 +64,9 @@ class ModelCard:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if not data["deploy"]:  # only abrl optimize's file has one; other cards stay readable
-            del data["deploy"]  # by abrl versions that predate the field
+        for optional in ("deploy", "training"):  # cards without them stay readable by abrl
+            if not data[optional]:  # versions that predate the field
+                del data[optional]
         return data
 
     def to_json(self) -> str:

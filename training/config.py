@@ -23,6 +23,7 @@ HYPERGRADS = ("implicit", "first-order", "unrolled")
 INNER_SOLVES = ("newton", "steps")
 SOLVERS = ("cg", "exact", "neumann")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")  # training compute precision (precision.py resolves auto)
 STEMS = ("auto", "cifar", "imagenet")
 
 
@@ -48,7 +49,13 @@ class TrainConfig:
     limit: int | None = None
     workers: int = 0
     device: str = "auto"
-    amp: bool = True
+    # The encoder's compute precision: auto = bf16 autocast on CUDA and on CPUs with bf16
+    # instructions, fp32 elsewhere (training/precision.py); the head maths stay fp32 regardless.
+    precision: str = "auto"
+    channels_last: bool | None = None  # None: with bf16 only, where it was measured to help
+    # Where, not what: these two never change a run's numbers.
+    data_cache: str = "auto"  # decoded-image cache: "auto" (~/.cache/abrl), "off", or a folder
+    tensorboard: str | None = None  # also write metrics.jsonl's scalars as TensorBoard events
     augment: bool = True  # the dataset's random train augmentation, for every method alike
     grad_clip: float | None = None  # clip the encoder gradient's global norm (off by default)
     # The head every method saves: the ridge-logistic refit on all train features (the one
@@ -121,6 +128,8 @@ def _problems(c: TrainConfig) -> list[str]:
     check(c.grad_clip is None or c.grad_clip > 0, f"grad_clip={c.grad_clip}, expected > 0")
     check(c.solver in SOLVERS, f"solver={c.solver!r}, expected one of {SOLVERS}")
     check(c.device in DEVICES, f"device={c.device!r}, expected one of {DEVICES}")
+    check(c.precision in PRECISIONS, f"precision={c.precision!r}, expected one of {PRECISIONS}")
+    check(bool(c.data_cache), "data_cache is empty; give 'auto', 'off' or a folder")
     check(c.stem in STEMS, f"stem={c.stem!r}, expected one of {STEMS}")
     check(c.epochs >= 1, f"epochs={c.epochs}, expected >= 1")
     check(c.batch_size >= 2, f"batch_size={c.batch_size}, expected >= 2")
@@ -196,6 +205,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} must be a mapping of option: value")
     if "lambda" in data:  # the YAML spelling users expect
         data["lambda_"] = data.pop("lambda")
+    if "amp" in data:  # before --precision: amp meant bf16 autocast on CUDA, fp32 on the CPU
+        amp = data.pop("amp")
+        data.setdefault("precision", "auto" if amp else "fp32")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

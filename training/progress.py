@@ -50,6 +50,11 @@ class TrainProgress:
     def __exit__(self, *exc: Any) -> None:
         self.progress.stop()
 
+    def note(self, text: str) -> None:
+        """A line saying what the run assumed on the user's behalf (silent with --quiet)."""
+        if not self.quiet:
+            self.console.print(escape(text), highlight=False)
+
     def start_epoch(self, epoch: int) -> None:
         self.progress.reset(self.task, total=self.steps_per_epoch)
         self.progress.update(self.task, epoch=epoch + 1)

@@ -14,6 +14,7 @@ from abrl_deploy.card import ModelCard
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig
+from .tensorboard import TensorBoardLog
 from .trainer import Trainer, TrainResult
 
 
@@ -43,6 +44,10 @@ def train(
             resumed_at = trainer.epoch
         else:
             distributed.on_main(lambda: ckpt.save_config(trainer.cfg, out))
+        if trainer.cfg.tensorboard and distributed.is_main():
+            trainer.tensorboard = TensorBoardLog.open(
+                trainer.cfg.tensorboard, out, force=force, resume=resume, epoch=trainer.epoch
+            )
         trainer.run()
         card = _finish(trainer)
         return TrainResult(out, card, trainer.history, resumed_at, distributed.rank())
@@ -82,10 +87,24 @@ def _finish(trainer: Trainer) -> ModelCard:
         metrics=metrics,
         head=head,
         versions=library_versions(),
+        training=training_record(trainer),
         checkpoint_sha256=sha,
     )
     distributed.on_main(lambda: card.save(trainer.out / ckpt.CARD))
     return card
+
+
+def training_record(trainer: Trainer) -> dict[str, Any]:
+    """What ran and why, where: the resolved precision, the device and CPU, the image cache."""
+    from abrl_deploy import machine
+
+    record: dict[str, Any] = trainer.precision.to_dict()
+    record["device"] = str(trainer.device)
+    if trainer.device.type == "cuda":
+        record["gpu"] = torch.cuda.get_device_name(trainer.device)
+    record["cpu"], record["cpu_flags"] = machine.cpu_model(), machine.cpu_flags()
+    record["data_cache"] = trainer.splits.cache_note
+    return record
 
 
 def library_versions() -> dict[str, str]:

@@ -116,7 +116,7 @@ class Trainer:
         self.device = distributed.local_device(resolve_device(cfg.device))
         self.splits = load_dataset(
             cfg.dataset, cfg.data_dir, val_fraction=cfg.val_fraction, seed=cfg.seed,
-            image_size=cfg.image_size, limit=cfg.limit, augment=cfg.augment,
+            image_size=cfg.image_size, limit=cfg.limit, augment=cfg.augment, cache=cfg.data_cache,
         )  # fmt: skip
         size = self.splits.image_size
         self.cfg = dataclasses.replace(cfg, image_size=size, stem=resolve_stem(cfg.stem, size))
@@ -130,6 +130,9 @@ class Trainer:
             model = distributed.convert_sync_batchnorm(model, self.device)
         self.model = model.to(self.device)
         self.method = method_cls(self.cfg, self.model, self.splits, self.device)
+        self.precision = self.method.precision
+        if self.precision.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         if self.method.needs_val_batch and len(self.splits.val) < 2:
             raise ConfigError(
                 f"{cfg.method} needs at least 2 validation images for its outer loss, the split has"
@@ -147,6 +150,7 @@ class Trainer:
         self.out, self.quiet = out, quiet or not distributed.is_main()
         self.history: list[dict[str, Any]] = []
         self.epoch = 0
+        self.tensorboard = None  # a TensorBoardLog when --tensorboard is given (rank 0)
 
     def eval_loader(self, dataset, shard: bool = False) -> DataLoader:
         """Every row in order; with ``shard``, this rank's share (every world-th row)."""
@@ -174,12 +178,22 @@ class Trainer:
         self._sync_replicas()
         warn = distributed.is_main()  # one process speaks, even with --quiet
         with TrainProgress(self.cfg.epochs, self.steps_per_epoch, self.quiet, warn) as progress:
+            p = self.precision
+            layout = "channels_last" if p.channels_last else "contiguous"
+            progress.note(
+                f"{self.cfg.method} on {self.device}: {p.dtype} ({p.reason}), {layout} "
+                f"({p.channels_last_reason}); image cache: {self.splits.cache_note}"
+            )
             while self.epoch < self.cfg.epochs:
                 row = self._train_epoch(progress)
                 self.history.append(row)
                 self.epoch += 1
                 self._checkpoint()
+                if self.tensorboard is not None:
+                    self.tensorboard.write(row)
                 progress.epoch_done(row)
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def _train_epoch(self, progress: TrainProgress) -> dict[str, Any]:
         cfg, method = self.cfg, self.method
@@ -191,14 +205,16 @@ class Trainer:
             val_iter = _cycle(_loader(self.splits.val, cfg.outer_batch_size, cfg, gen))
         self.model.train()
         sums: dict[str, float] = {}
-        n = c1 = c5 = steps = 0
+        n = c1 = c5 = steps = images = 0
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         t0 = time.perf_counter()
         for x, y in train:
-            x, y = x.to(self.device), y.to(self.device)
+            x, y = self._to_device(x), y.to(self.device)
             val = None
             if val_iter is not None:
                 xv, yv = next(val_iter)
-                val = (xv.to(self.device), yv.to(self.device))
+                val = (self._to_device(xv), yv.to(self.device))
             self.optimizer.zero_grad(set_to_none=True)
             out = method.step((x, y), val)
             distributed.average_gradients(self.params)
@@ -213,8 +229,17 @@ class Trainer:
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             steps += 1
+            images += len(y)
             progress.step(self.epoch, out.get("loss", float("nan")))
-        return self._epoch_row(sums, steps, n, c1, c5, time.perf_counter() - t0)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        return self._epoch_row(sums, steps, n, c1, c5, seconds, images * distributed.world_size())
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        if self.precision.channels_last:
+            return x.to(self.device, memory_format=torch.channels_last)
+        return x.to(self.device)
 
     def _clip_gradients(self) -> float:
         """The global gradient norm before clipping (logged for every method); clip if asked."""
@@ -223,7 +248,7 @@ class Trainer:
             return float(torch.nn.utils.get_total_norm(grads))
         return float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip))
 
-    def _epoch_row(self, sums, steps, n, c1, c5, seconds) -> dict[str, Any]:
+    def _epoch_row(self, sums, steps, n, c1, c5, seconds, n_images) -> dict[str, Any]:
         self._sync_replicas()
         self.method.sync_head()
         world = distributed.world_size()
@@ -236,8 +261,11 @@ class Trainer:
             "epoch": self.epoch + 1,
             "steps": steps,
             "seconds": round(seconds, 3),
+            "images_per_second": round(n_images / seconds, 2) if seconds > 0 else None,
             "processes": world,
         }
+        if self.device.type == "cuda":
+            row["cuda_peak_memory_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20)
         row["lr"] = self.scheduler.get_last_lr()[0]
         row.update({k: v / max(steps, 1) for k, v in sums.items()})
         if n:

@@ -22,6 +22,7 @@ Hypergrad = choices("Hypergrad", config.HYPERGRADS)
 InnerSolve = choices("InnerSolve", config.INNER_SOLVES)
 Solver = choices("Solver", config.SOLVERS)
 Device = choices("Device", config.DEVICES)
+Precision = choices("Precision", config.PRECISIONS)
 
 
 def _opt(help: str, *names: str) -> typer.models.OptionInfo:
@@ -121,8 +122,37 @@ def train(
     pretrain_epochs: Annotated[
         int | None, _opt("SimCLR pre-training epochs \\[default: half].", "--pretrain-epochs")
     ] = None,
-    amp: Annotated[
-        bool | None, _opt("bf16 autocast on CUDA \\[default: on].", "--amp/--no-amp")
+    precision: Annotated[
+        Precision | None,
+        _opt(
+            "Encoder compute precision: auto = bf16 autocast on CUDA and on CPUs with "
+            "avx512_bf16/amx_bf16, fp32 elsewhere; the head maths stay fp32. The card records "
+            "what ran and why \\[default: auto].",
+            "--precision",
+        ),
+    ] = None,
+    channels_last: Annotated[
+        bool | None,
+        _opt(
+            "Model and inputs in channels_last \\[default: with bf16 only].",
+            "--channels-last/--no-channels-last",
+        ),
+    ] = None,
+    data_cache: Annotated[
+        str | None,
+        _opt(
+            "Decode JPEG/PNG datasets once into this folder, 'auto' ($ABRL_CACHE_DIR or "
+            "~/.cache/abrl/images) or 'off' \\[default: auto].",
+            "--data-cache",
+        ),
+    ] = None,
+    tensorboard: Annotated[
+        Path | None,
+        _opt(
+            "Also write metrics.jsonl's scalars as TensorBoard events to DIR/<run folder name> "
+            "(pip install 'abrl\\[tensorboard]').",
+            "--tensorboard",
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing run directory.")
@@ -145,7 +175,8 @@ def train(
         "inner_solve": inner_solve, "inner_tol": inner_tol,
         "inner_steps": inner_steps, "inner_lr": inner_lr, "ridge": ridge, "solver": solver,
         "head_refit": head_refit, "augment": augment, "grad_clip": grad_clip,
-        "pretrain_epochs": pretrain_epochs, "amp": amp,
+        "pretrain_epochs": pretrain_epochs, "precision": precision,
+        "channels_last": channels_last, "data_cache": data_cache, "tensorboard": tensorboard,
     }  # fmt: skip
     flags = {k: (v.value if isinstance(v, Enum) else v) for k, v in flags.items() if v is not None}
     flags = {k: (str(v) if isinstance(v, Path) else v) for k, v in flags.items()}
@@ -175,3 +206,10 @@ def _print_result(result) -> None:
         f"own ({head['own_head_kind']}) {own:.2f}%; saved: {saved}",
         highlight=False,
     )
+    ran = result.card.training
+    if ran:
+        layout = ", channels_last" if ran.get("channels_last") else ""
+        console.print(
+            f"trained in {ran['precision']}{layout} on {ran['device']} ({ran['precision_reason']})",
+            highlight=False,
+        )

@@ -59,6 +59,7 @@ class DataSplits:
     test: ImageDataset
     preprocessing: dict[str, Any] = field(default_factory=dict)
     split_sizes: dict[str, int] = field(default_factory=dict)
+    cache_note: str = "off"  # what the decoded-image cache did (data/cache.py)
 
     @property
     def num_classes(self) -> int:

@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from ..config import TrainConfig
 from ..distributed import gather_rows
 from ..models import Classifier
+from ..precision import resolve as resolve_precision
 
 
 class Method:
@@ -34,6 +35,8 @@ class Method:
         self.model = model
         self.splits = splits
         self.device = device
+        # What this machine runs the encoder in (auto: bf16 where the hardware has it).
+        self.precision = resolve_precision(cfg.precision, device, cfg.channels_last)
 
     def parameters(self) -> list[nn.Parameter]:
         """What the outer optimizer updates."""
@@ -86,8 +89,8 @@ class Method:
         return {}, []
 
     def autocast(self) -> Any:
-        """bf16 autocast on CUDA when amp is on; a no-op on CPU."""
-        enabled = self.cfg.amp and self.device.type == "cuda"
+        """bf16 autocast of the encoder when the run's precision resolved to bf16 (CPU or CUDA)."""
+        enabled = self.precision.autocast
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
