@@ -195,34 +195,44 @@ class Trainer:
         if self.tensorboard is not None:
             self.tensorboard.close()
 
-    def _train_epoch(self, progress: TrainProgress) -> dict[str, Any]:
+    def epoch_batches(self) -> Iterator[tuple[tuple, tuple | None]]:
+        """This epoch's (train batch, validation batch or None), seeded by (seed, epoch)."""
         cfg, method = self.cfg, self.method
         gen = _seed_everything(cfg.seed, self.epoch)
-        progress.start_epoch(self.epoch)
         train = _loader(method.train_dataset(self.epoch), cfg.batch_size, cfg, gen)
         val_iter = None
         if method.needs_val_batch:
             val_iter = _cycle(_loader(self.splits.val, cfg.outer_batch_size, cfg, gen))
+        for batch in train:
+            yield batch, (next(val_iter) if val_iter is not None else None)
+
+    def train_step(self, batch: tuple, val: tuple | None) -> dict[str, Any]:
+        """One outer step on host batches: to the device, the method's step, the optimizer."""
+        x, y = self._to_device(batch[0]), batch[1].to(self.device)
+        if val is not None:
+            val = (self._to_device(val[0]), val[1].to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        out = self.method.step((x, y), val)
+        distributed.average_gradients(self.params)
+        out["grad_norm"] = self._clip_gradients()
+        self.optimizer.step()
+        self.scheduler.step()
+        return out
+
+    def _train_epoch(self, progress: TrainProgress) -> dict[str, Any]:
+        progress.start_epoch(self.epoch)
         self.model.train()
         sums: dict[str, float] = {}
         n = c1 = c5 = steps = images = 0
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         t0 = time.perf_counter()
-        for x, y in train:
-            x, y = self._to_device(x), y.to(self.device)
-            val = None
-            if val_iter is not None:
-                xv, yv = next(val_iter)
-                val = (self._to_device(xv), yv.to(self.device))
-            self.optimizer.zero_grad(set_to_none=True)
-            out = method.step((x, y), val)
-            distributed.average_gradients(self.params)
-            out["grad_norm"] = self._clip_gradients()
-            self.optimizer.step()
-            self.scheduler.step()
+        for batch, val in self.epoch_batches():
+            out = self.train_step(batch, val)
+            y = batch[1]
             logits = out.pop("logits", None)
             if logits is not None:
+                y = y.to(logits.device)
                 c1 += topk_correct(logits, y, 1)
                 c5 += topk_correct(logits, y, 5)
                 n += len(y)
@@ -237,7 +247,7 @@ class Trainer:
         return self._epoch_row(sums, steps, n, c1, c5, seconds, images * distributed.world_size())
 
     def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        if self.precision.channels_last:
+        if self.precision.channels_last and x.dim() == 4:  # SimCLR's views arrive as 5-D
             return x.to(self.device, memory_format=torch.channels_last)
         return x.to(self.device)
 

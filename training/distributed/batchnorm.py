@@ -23,6 +23,9 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: Tensor) -> Tensor:
         if not (self.training and is_distributed()):
             return super().forward(x)
+        # Statistics in fp32 under bf16 autocast (as torch's BatchNorm keeps them); the output
+        # returns in the input's dtype.
+        dtype, x = x.dtype, x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
         dims = [0, *range(2, x.dim())]
         shape = [1, -1] + [1] * (x.dim() - 2)
         totals = all_reduce_sum(torch.cat([x.sum(dims), x.new_full((1,), x.numel() / x.shape[1])]))
@@ -35,7 +38,7 @@ class CpuSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             y = y * self.weight.view(shape) + self.bias.view(shape)
         if self.track_running_stats:
             self._update_running_stats(mean.detach(), var.detach() * n / (n - 1))
-        return y
+        return y.to(dtype)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: Tensor, unbiased_var: Tensor) -> None:
