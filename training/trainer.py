@@ -212,7 +212,7 @@ class Trainer:
         if val is not None:
             val = (self._to_device(val[0]), val[1].to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
-        out = self.method.step((x, y), val)
+        out = self.method.step((x, y, *batch[2:]), val)  # extras: ABRL memory's row positions
         distributed.average_gradients(self.params)
         out["grad_norm"] = self._clip_gradients()
         self.optimizer.step()

@@ -20,6 +20,7 @@ Dataset = choices("Dataset", config.DATASETS)
 Backbone = choices("Backbone", config.BACKBONES)
 Hypergrad = choices("Hypergrad", config.HYPERGRADS)
 InnerSolve = choices("InnerSolve", config.INNER_SOLVES)
+InnerProblem = choices("InnerProblem", config.INNER_PROBLEMS)
 Solver = choices("Solver", config.SOLVERS)
 Device = choices("Device", config.DEVICES)
 Precision = choices("Precision", config.PRECISIONS)
@@ -85,6 +86,16 @@ def train(
             "ABRL's inner solve: newton (to stationarity, what the implicit formula assumes) or "
             "steps (the paper's K steps of α) \\[default: newton].",
             "--inner-solve",
+        ),
+    ] = None,
+    inner_problem: Annotated[
+        InnerProblem | None,
+        _opt(
+            "ABRL's inner problem: batch (the head solved on each batch) or memory (over the "
+            "whole training split through a memory of every row's features, a budget of "
+            "Newton-CG steps per step); batch stays the default until memory wins on evidence "
+            "(README) \\[default: batch].",
+            "--inner-problem",
         ),
     ] = None,
     inner_tol: Annotated[
@@ -172,7 +183,7 @@ def train(
         "batch_size": batch_size, "lr": lr, "seed": seed, "val_fraction": val_fraction,
         "limit": limit, "device": device,
         "workers": workers, "hypergrad": hypergrad, "lambda_": lambda_,
-        "inner_solve": inner_solve, "inner_tol": inner_tol,
+        "inner_solve": inner_solve, "inner_tol": inner_tol, "inner_problem": inner_problem,
         "inner_steps": inner_steps, "inner_lr": inner_lr, "ridge": ridge, "solver": solver,
         "head_refit": head_refit, "augment": augment, "grad_clip": grad_clip,
         "pretrain_epochs": pretrain_epochs, "precision": precision,

@@ -25,7 +25,8 @@ from abrl_deploy.errors import TrainingError
 from .. import distributed
 from . import hypergrad as hg
 from .base import Method
-from .diagnostics import StepRecords
+from .diagnostics import StepRecords, split_diagnostics
+from .feature_memory import FeatureMemory, advance_head
 from .newton import newton_head
 from .penalty import cov_penalty
 from .registry import register_method
@@ -48,12 +49,22 @@ class AbrlMethod(Method):
         self.feature_mean = torch.zeros(d, device=device, dtype=dtype)
         self.steps_done = 0
         self.records = StepRecords(cfg)
+        self.memory: FeatureMemory | None = None
+        self.v: tuple[torch.Tensor, torch.Tensor] | None = None  # persists with the memory
+        if cfg.inner_problem == "memory" and splits is not None:
+            self.memory = FeatureMemory(len(splits.train), d, dtype, device)
+
+    def train_dataset(self, epoch: int):
+        """With the memory, batches carry their rows' positions: the memory's index."""
+        if self.memory is None:
+            return self.splits.train
+        return IndexedRows(self.splits.train)
 
     def parameters(self) -> list[nn.Parameter]:
         return list(self.model.encoder.parameters())
 
     def step(self, batch, val_batch) -> dict[str, Any]:
-        (x_tr, y_tr), (x_val, y_val) = batch, val_batch
+        (x_tr, y_tr, *index), (x_val, y_val) = batch, val_batch
         with self.autocast():
             z = self.model.forward_features(torch.cat([x_tr, x_val]))
         z = z.to(self.W.dtype)
@@ -62,9 +73,15 @@ class AbrlMethod(Method):
         # Averaging per-rank hypergradients would be biased: gather rows, solve one system.
         z_tr, z_val = distributed.gather_rows(z[:n]), distributed.gather_rows(z[n:])
         y_tr, y_val = distributed.gather_rows(y_tr), distributed.gather_rows(y_val)
+        staleness = None
+        if self.memory is not None:
+            if not index:
+                raise TrainingError("--inner-problem memory needs the rows' positions in batches")
+            rows = distributed.gather_rows(index[0].to(self.device))
+            staleness = self.memory.update(rows, z_tr, y_tr)
         m = self._center(z_tr)
         zc_tr, zc_val = z_tr - m, z_val - m
-        lr = self._inner_lr(zc_tr.detach())
+        lr = self._inner_lr(self._inner_rows(zc_tr, y_tr, m)[0])
         if self.cfg.hypergrad == "unrolled":
             out = self._unrolled(zc_tr, y_tr, zc_val, y_val, lr)
             objective = out.pop("objective")
@@ -86,6 +103,8 @@ class AbrlMethod(Method):
         out["inner_residual_over_ridge"] = out["inner_residual"] / self.cfg.ridge
         if lr is not None:
             out["inner_lr"] = lr
+        if staleness is not None:
+            out["memory_staleness"] = staleness
         self.records.add(out)
         out["logits"] = logits.detach()
         if not torch.isfinite(torch.tensor(out["loss"])):
@@ -96,9 +115,14 @@ class AbrlMethod(Method):
         return out
 
     def _center(self, z_tr: torch.Tensor) -> torch.Tensor:
-        """Subtract the detached batch mean: it cut CG from ~200 to ~30 iterations (decision 6)."""
+        """Subtract the detached batch mean: it cut CG from ~200 to ~30 iterations (decision 6).
+        With the memory, its mean: the centre of the problem the head solves."""
         if not self.cfg.center_features:
             return torch.zeros_like(self.feature_mean)
+        if self.memory is not None:
+            m = self.memory.rows()[0].mean(0)
+            self.feature_mean.copy_(m)
+            return m
         m = z_tr.detach().mean(0)
         if self.steps_done == 0:
             self.feature_mean.copy_(m)
@@ -115,9 +139,32 @@ class AbrlMethod(Method):
         hg.validate_inner_lr(float(self.cfg.inner_lr), bound)
         return float(self.cfg.inner_lr)
 
+    def _inner_rows(self, zc_tr, y_tr, m) -> tuple[torch.Tensor, torch.Tensor]:
+        """The centred, detached rows of the inner problem: the memory's, or the batch's."""
+        if self.memory is None:
+            return zc_tr.detach(), y_tr
+        z, y = self.memory.rows()
+        return z - m, y
+
     def _solve_head(self, zd: torch.Tensor, y_tr: torch.Tensor, lr: float | None) -> dict:
-        """Move the persistent head to (near) argmin L_in on this batch's features."""
+        """Move the persistent head towards argmin L_in on the inner rows: solved to stationarity
+        on a batch, or a budget of Newton-CG iterations on the memory (it follows a slowly
+        moving optimum; the split-level diagnostics say how close it stays)."""
         cfg = self.cfg
+        if cfg.inner_solve == "newton" and self.memory is not None:
+            W, b, taken = advance_head(
+                zd,
+                y_tr,
+                self.W,
+                self.b,
+                cfg.ridge,
+                cfg.memory_newton_steps,
+                cfg.memory_cg_iters,
+                tol=cfg.inner_tol * cfg.ridge,
+            )
+            self.W, self.b = W.to(self.W.dtype), b.to(self.b.dtype)
+            residual = hg.inner_residual(zd, y_tr, self.W, self.b, cfg.ridge)
+            return {"inner_residual": residual, "newton_iterations": taken}
         if cfg.inner_solve == "newton":
             tol = cfg.inner_tol * cfg.ridge
             res = newton_head(zd, y_tr, self.W, self.b, cfg.ridge, tol, cfg.inner_max_iter)
@@ -127,8 +174,9 @@ class AbrlMethod(Method):
         return {"inner_residual": hg.inner_residual(zd, y_tr, self.W, self.b, cfg.ridge)}
 
     def _implicit(self, zc_tr, y_tr, zc_val, y_val, lr: float | None) -> dict[str, Any]:
-        cfg, zd = self.cfg, zc_tr.detach()
-        out: dict[str, Any] = self._solve_head(zd, y_tr, lr)
+        cfg = self.cfg
+        zd, yd = self._inner_rows(zc_tr, y_tr, self.feature_mean)
+        out: dict[str, Any] = self._solve_head(zd, yd, lr)
         if cfg.hypergrad == "implicit":
             with torch.no_grad():
                 probs = torch.softmax(hg.head_logits(zd, self.W, self.b), dim=1)
@@ -136,6 +184,8 @@ class AbrlMethod(Method):
             sol = self._solve(zd, probs, g, lr)
             out.update(cg_iterations=sol.iterations, cg_residual=sol.residual)
             v = sol.v
+            if self.memory is not None:
+                self.v = v
         else:  # first-order: v = 0, only the direct validation path
             v = (torch.zeros_like(self.W), torch.zeros_like(self.b))
         out["surrogate"] = hg.implicit_surrogate(zc_tr, y_tr, zc_val, y_val, self.W, self.b, v)
@@ -147,6 +197,10 @@ class AbrlMethod(Method):
         """H v = g. CG starts from zero: the previous batch's v started it at relative residual
         6.6 (median) and left it unconverged at the cap (METHOD.md decision 6, amended)."""
         cfg = self.cfg
+        if cfg.solver == "cg" and self.memory is not None:  # v persists: warm start, a budget
+            return hg.solve_cg(
+                z, probs, g, cfg.ridge, x0=self.v, rtol=cfg.cg_rtol, max_iter=cfg.memory_cg_iters
+            )
         if cfg.solver == "cg":
             return hg.solve_cg(z, probs, g, cfg.ridge, rtol=cfg.cg_rtol, max_iter=cfg.cg_max_iter)
         if cfg.solver == "exact":
@@ -174,12 +228,42 @@ class AbrlMethod(Method):
     def state_dict(self) -> dict[str, Any]:
         state = {"W": self.W, "b": self.b, "feature_mean": self.feature_mean}
         state["steps_done"] = self.steps_done
+        if self.memory is not None:
+            state["memory"] = self.memory.state_dict()
+            if self.v is not None:
+                state["v"] = {"W": self.v[0], "b": self.v[1]}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.W, self.b = state["W"].to(self.device), state["b"].to(self.device)
         self.feature_mean = state["feature_mean"].to(self.device)
         self.steps_done = int(state["steps_done"])
+        if self.memory is not None and "memory" in state:
+            self.memory.load_state_dict(state["memory"])
+        if "v" in state:
+            self.v = (state["v"]["W"].to(self.device), state["v"]["b"].to(self.device))
 
     def epoch_diagnostics(self) -> tuple[dict[str, Any], list[str]]:
-        return self.records.summarise()
+        summary, warnings = self.records.summarise()
+        if self.cfg.split_diagnostic_rows and self.splits is not None:
+            split = split_diagnostics(self, self.splits.train_eval, self.cfg.split_diagnostic_rows)
+            summary.setdefault("hypergrad_diagnostics", {})["split"] = split
+        if self.memory is not None:
+            summary.setdefault("hypergrad_diagnostics", {})["memory_mb"] = round(
+                self.memory.nbytes / 2**20, 2
+            )
+        return summary, warnings
+
+
+class IndexedRows(torch.utils.data.Dataset):
+    """``(image, label, position)``: a dataset's rows with their positions (the memory's index)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        x, y = self.dataset[i]
+        return x, y, i

@@ -9,6 +9,9 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+import numpy as np
+import torch
+
 # A head whose gradient norm is above the ridge μ is not stationary in any useful sense: there
 # the implicit feature gradient was 14-43× too large on real features (METHOD.md).
 NONSTATIONARY_RATIO = 1.0
@@ -18,7 +21,8 @@ NONSTATIONARY_RATIO = 1.0
 # is a failed solve.
 CG_SLACK = 2.0
 
-_KEYS = ("inner_residual_over_ridge", "newton_iterations", "cg_iterations", "cg_residual")
+_KEYS = ("inner_residual_over_ridge", "newton_iterations", "cg_iterations", "cg_residual",
+         "memory_staleness")  # fmt: skip
 
 
 class StepRecords:
@@ -69,3 +73,49 @@ class StepRecords:
                 "raise cg_max_iter or use --solver exact on small heads"
             )
         return warnings
+
+
+SPLIT_SAMPLE_SEED = 12345  # the same rows every epoch and for every estimator
+
+
+@torch.no_grad()
+def split_diagnostics(method: Any, dataset: Any, rows: int) -> dict[str, float]:
+    """The persistent head against the training split's problem, not the batch's.
+
+    On a fixed sample of ``rows`` training rows (all of them when fewer), encoded by the current
+    encoder in eval mode and centred as the head's features are: ``||∇φ L_in(φ_t)|| / μ`` on the
+    sample, the relative distance ``||φ_t − φ*|| / ||φ*||`` to the sample's own optimum (Newton
+    from φ_t), and both heads' top-1 on the sample. A head solved on one batch is stationary there
+    and far from stationary here: this is where that shows.
+    """
+    from .hypergrad import head_logits, inner_residual
+    from .newton import newton_head
+
+    cfg, model = method.cfg, method.model
+    n = len(dataset)
+    pick = np.random.default_rng(SPLIT_SAMPLE_SEED).permutation(n)[: min(rows, n)]
+    was_training = model.training
+    model.eval()
+    feats, labels = [], []
+    for start in range(0, len(pick), 256):
+        items = [dataset[int(i)] for i in pick[start : start + 256]]
+        x = torch.stack([it[0] for it in items]).to(method.device)
+        feats.append(model.forward_features(x).to(method.W.dtype))
+        labels.append(torch.tensor([int(it[1]) for it in items], device=method.device))
+    model.train(was_training)
+    z = torch.cat(feats) - method.feature_mean
+    y = torch.cat(labels)
+    W, b = method.W, method.b
+    residual = inner_residual(z, y, W, b, cfg.ridge)
+    best = newton_head(z, y, W, b, cfg.ridge, cfg.inner_tol * cfg.ridge, 20)
+    gap = torch.cat([(W - best.W).flatten(), b - best.b]).norm()
+    scale = torch.cat([best.W.flatten(), best.b]).norm().clamp_min(1e-12)
+    return {
+        "rows": int(len(pick)),
+        "residual_over_ridge": residual / cfg.ridge,
+        "distance_to_optimum": (gap / scale).item(),
+        "head_top1": 100.0 * (head_logits(z, W, b).argmax(1) == y).float().mean().item(),
+        "optimum_top1": 100.0
+        * (head_logits(z, best.W, best.b).argmax(1) == y).float().mean().item(),
+        "optimum_residual_over_ridge": best.residual / cfg.ridge,
+    }

@@ -91,13 +91,13 @@ def newton_head(
                 dW, db = woodbury_direction(z, probs, gW, gb, ridge)
             else:  # Eisenstat-Walker forcing: loose far away, tight near the optimum
                 dW, db = cg_direction(z, probs, gW, gb, ridge, min(0.5, math.sqrt(gnorm)))
-            W, b, loss = _line_search(z, y, W, b, -dW, -db, gW, gb, loss, ridge)
+            W, b, loss = line_search(z, y, W, b, -dW, -db, gW, gb, loss, ridge)
             gW, gb = hg.inner_grad(z, y, W, b, ridge)
             gnorm, it = _flat_norm(gW, gb), it + 1
         return NewtonResult(W.to(dtype), b.to(dtype), it, gnorm)
 
 
-def _line_search(z, y, W, b, dW, db, gW, gb, loss: float, ridge: float):
+def line_search(z, y, W, b, dW, db, gW, gb, loss: float, ridge: float):
     """Largest ``t`` in 1, 1/2, 1/4, ... with sufficient decrease (Armijo, c = 1e-4)."""
     slope = (gW * dW).sum().item() + (gb * db).sum().item()
     t = 1.0

@@ -1,0 +1,142 @@
+"""ABRL's inner problem over the training split (issue 23): with a memory that holds the whole
+split on frozen features, the memory estimator's hypergradient is the exact split hypergradient;
+the split-level diagnostic tells a head solved on one batch from a head of the split."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from abrl_deploy.training.config import TrainConfig
+from abrl_deploy.training.methods import get_method
+from abrl_deploy.training.methods import hypergrad as hg
+from abrl_deploy.training.methods.diagnostics import split_diagnostics
+from abrl_deploy.training.methods.feature_memory import FeatureMemory
+from abrl_deploy.training.methods.newton import newton_head
+from abrl_deploy.training.models import Classifier
+
+N, B, NV, D, C = 120, 12, 10, 5, 4
+RIDGE = 1e-2
+
+
+def problem(seed: int = 0):
+    """Frozen features: the encoder is the identity on [rows, D] inputs, in float64."""
+    g = torch.Generator().manual_seed(seed)
+    centres = 1.5 * torch.randn(C, D, generator=g, dtype=torch.float64)
+    y = torch.arange(N) % C
+    z = centres[y] + torch.randn(N, D, generator=g, dtype=torch.float64)
+    yv = torch.arange(NV) % C
+    zv = centres[yv] + torch.randn(NV, D, generator=g, dtype=torch.float64)
+    return z, y, zv, yv
+
+
+def method_for(inner_problem: str, **changes):
+    cfg = TrainConfig(method="abrl", inner_problem=inner_problem, ridge=RIDGE, lambda_=0.0,
+                      center_features=False, solver="cg", cg_rtol=1e-13, memory_newton_steps=60,
+                      memory_cg_iters=400, inner_tol=1e-9, split_diagnostic_rows=0,
+                      **changes)  # fmt: skip
+    model = Classifier(nn.Flatten(), D, C).double()
+    method = get_method("abrl")(cfg, model, None, torch.device("cpu"))
+    if inner_problem == "memory":
+        method.memory = FeatureMemory(N, D, torch.float64, torch.device("cpu"))
+    return method
+
+
+def exact_split_hypergradient(z, y, zv, yv):
+    """Head solved on all N rows, H v = g solved densely on all N rows: the gradient of the outer
+    loss at φ*(z) with respect to every train and validation feature."""
+    best = newton_head(z, y, torch.zeros(C, D).double(), torch.zeros(C).double(), RIDGE, 1e-13, 100)
+    probs = torch.softmax(hg.head_logits(z, best.W, best.b), 1)
+    v = hg.solve_exact(z, probs, hg.ce_grad(zv, yv, best.W, best.b), RIDGE).v
+    zt, zvt = z.clone().requires_grad_(), zv.clone().requires_grad_()
+    hg.implicit_surrogate(zt, y, zvt, yv, best.W, best.b, v).backward()
+    return zt.grad, zvt.grad, best
+
+
+def estimator_hypergradient(method, z, y, zv, yv, rows, fill=True):
+    if fill and method.memory is not None:
+        method.memory.update(torch.arange(N), z, y)  # the whole split, as after one epoch
+    xb = z[rows].clone().requires_grad_()
+    xv = zv.clone().requires_grad_()
+    method.step((xb, y[rows], rows), (xv, yv))
+    return xb.grad, xv.grad
+
+
+def test_memory_hypergradient_is_the_exact_split_hypergradient():
+    z, y, zv, yv = problem()
+    grad_tr, grad_val, best = exact_split_hypergradient(z, y, zv, yv)
+    rows = torch.tensor([3, 17, 40, 41, 58, 60, 77, 90, 99, 100, 110, 119])
+    method = method_for("memory")
+    gb, gv = estimator_hypergradient(method, z, y, zv, yv, rows)
+    torch.testing.assert_close(method.W, best.W, rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(gv, grad_val, rtol=1e-8, atol=1e-12)
+    # the cross term reaches the batch's rows as a batch mean: N/B times each row's share
+    torch.testing.assert_close(gb * B / N, grad_tr[rows], rtol=1e-8, atol=1e-12)
+
+
+def test_the_batch_mean_cross_term_is_unbiased_over_batches():
+    """Averaged over a partition of the split into batches, the batch-mean cross term gives the
+    split's: the estimate of the train rows' part is exact on average, not only in law."""
+    z, y, zv, yv = problem(1)
+    grad_tr, _, _ = exact_split_hypergradient(z, y, zv, yv)
+    method = method_for("memory")
+    total = torch.zeros_like(z)
+    for rows in torch.arange(N).reshape(-1, B):
+        gb, _ = estimator_hypergradient(method, z, y, zv, yv, rows)
+        total[rows] = gb * B / N
+    torch.testing.assert_close(total, grad_tr, rtol=1e-8, atol=1e-12)
+
+
+def test_the_batch_estimator_is_not_the_split_one():
+    """Today's estimator (kept as `batch`) solves the head on 12 rows: its hypergradient is far
+    from the split's, which is what the memory fixes."""
+    z, y, zv, yv = problem()
+    grad_tr, grad_val, _ = exact_split_hypergradient(z, y, zv, yv)
+    rows = torch.arange(B)
+    _, gv = estimator_hypergradient(method_for("batch"), z, y, zv, yv, rows)
+    assert not torch.allclose(gv, grad_val, rtol=1e-3, atol=1e-6)
+
+
+class Rows(torch.utils.data.Dataset):
+    def __init__(self, z, y):
+        self.z, self.y = z, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.z[i], int(self.y[i])
+
+
+def test_split_diagnostic_flags_a_head_stationary_on_the_batch_only():
+    z, y, zv, yv = problem()
+    rows = torch.arange(B)
+    batch = method_for("batch")
+    estimator_hypergradient(batch, z, y, zv, yv, rows)
+    on_batch = hg.inner_residual(z[rows], y[rows], batch.W, batch.b, RIDGE) / RIDGE
+    split = split_diagnostics(batch, Rows(z, y), rows=N)
+    assert on_batch <= 1e-3 and split["residual_over_ridge"] > 1.0
+    assert split["distance_to_optimum"] > 0.1
+    memory = method_for("memory")
+    estimator_hypergradient(memory, z, y, zv, yv, rows)
+    split = split_diagnostics(memory, Rows(z, y), rows=N)
+    assert split["residual_over_ridge"] <= 1e-3 and split["distance_to_optimum"] < 1e-6
+
+
+def test_memory_reports_staleness_of_the_rows_it_overwrites():
+    memory = FeatureMemory(4, 2, torch.float64, torch.device("cpu"))
+    rows = torch.tensor([0, 1])
+    assert memory.update(rows, torch.ones(2, 2).double(), torch.tensor([0, 1])) is None
+    stale = memory.update(rows, 2 * torch.ones(2, 2).double(), torch.tensor([0, 1]))
+    assert stale == pytest.approx(0.5)
+    z, y = memory.rows()
+    assert len(z) == 2 and torch.equal(y, torch.tensor([0, 1]))
+
+
+def test_unrolled_needs_the_batch_problem():
+    from abrl_deploy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--inner-problem batch"):
+        TrainConfig(hypergrad="unrolled", inner_solve="steps", inner_problem="memory")
+    TrainConfig(hypergrad="unrolled", inner_solve="steps")  # batch, the default
