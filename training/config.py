@@ -77,7 +77,7 @@ class TrainConfig:
     # gave refit 88.6% / own 80.0% against batch's 98% (README, issue 23's note).
     inner_problem: str = "batch"
     memory_newton_steps: int = 1
-    memory_cg_iters: int = 10
+    memory_cg_iters: int = 10  # CG iterations of each Newton direction (v: cg_max_iter from 0)
     split_diagnostic_rows: int = 2000  # train rows of the per-epoch split-level diagnostics
     inner_solve: str = "newton"
     inner_tol: float = 1e-3

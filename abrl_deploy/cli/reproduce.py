@@ -18,6 +18,7 @@ from .render import verdict_markup
 class Preset(str, Enum):
     paper = "paper"
     cpu_small = "cpu-small"
+    transfer_cpu = "transfer-cpu"
 
 
 def _opt(help: str, *names: str) -> Any:
@@ -29,7 +30,9 @@ def reproduce(
     preset: Annotated[
         Preset,
         _opt(
-            "paper: configs/paper-<dataset>.yaml (a GPU); cpu-small: minutes on a CPU.", "--preset"
+            "paper: configs/paper-<dataset>.yaml (a GPU); cpu-small: minutes on a CPU; "
+            "transfer-cpu: the paper's regime at CPU scale (configs/transfer-cpu.yaml).",
+            "--preset",
         ),
     ] = Preset.cpu_small,
     datasets: Annotated[

@@ -22,7 +22,7 @@ from abrl_deploy.progress import GridProgress, quiet
 from abrl_deploy.training.costs import StepShape
 
 from . import claims, measure, paper
-from .plan import BASELINES, HEADS, TABLE1_VARIANTS, TABLE2_VARIANTS, ReproduceSpec, plan_grid
+from .plan import BASELINES, HEADS, ReproduceSpec, plan_grid
 from .runner import CellResult, build_config, read_curves, run_grid
 
 SCHEMA = "abrl.reproduce"
@@ -80,10 +80,11 @@ def _top1(results: list[CellResult], dataset: str, variant: str, head: str = "re
 
 def _tables(spec: ReproduceSpec, results: list[CellResult], head: str) -> dict[str, Any]:
     datasets, abl = spec.dataset_list, spec.ablation_dataset
+    variants1, variants2 = spec.tables
     table1 = {v: {d: _stats(_top1(results, d, v, head)) | {"paper": paper.TABLE1[v].get(d)}
-                  for d in datasets} for v in TABLE1_VARIANTS}  # fmt: skip
+                  for d in datasets} for v in variants1}  # fmt: skip
     table2 = {v: _stats(_top1(results, abl, v, head)) | {"paper": paper.TABLE2[v]}
-              for v in TABLE2_VARIANTS}  # fmt: skip
+              for v in variants2}  # fmt: skip
     return {"table1": table1, "table2": table2}
 
 

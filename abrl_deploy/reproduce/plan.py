@@ -14,8 +14,13 @@ from typing import Any
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.training.config import DATASETS
 
-PRESETS = ("paper", "cpu-small")
-PRESET_DATASETS = {"paper": ("cifar100", "tiny-imagenet", "cub200"), "cpu-small": ("digits",)}
+PRESETS = ("paper", "cpu-small", "transfer-cpu")
+PRESET_DATASETS = {
+    "paper": ("cifar100", "tiny-imagenet", "cub200"),
+    "cpu-small": ("digits",),
+    "transfer-cpu": ("tiny-imagenet",),  # tiny-imagenet-100 from the pretrained backbone
+}
+PRESET_FILES = {"cpu-small": "cpu-small.yaml", "transfer-cpu": "transfer-cpu.yaml"}
 
 # variant -> the TrainConfig fields it changes; nothing else differs between runs of one dataset
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -27,9 +32,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "abrl-no-penalty": {"method": "abrl", "lambda_": 0.0},
     "abrl-first-order": {"method": "abrl", "hypergrad": "first-order"},
     "joint": {"method": "joint"},
+    # the inner problem over the training split (a feature memory) instead of each batch
+    "abrl-memory": {"method": "abrl", "inner_problem": "memory"},
 }
 TABLE1_VARIANTS = ("finetune", "simclr", "abrl", "abrl-k-steps")
 TABLE2_VARIANTS = ("abrl", "abrl-k-steps", "abrl-no-penalty", "abrl-first-order", "joint")
+# transfer-cpu (issue 23): the paper's regime. SimCLR is left out: its pre-training would start
+# over from the pretrained backbone and cost a second schedule on 2 cores.
+PRESET_TABLES = {
+    "transfer-cpu": (
+        ("finetune", "abrl", "abrl-memory"),
+        ("abrl", "abrl-memory", "abrl-no-penalty", "abrl-first-order", "joint"),
+    ),
+}
 BASELINES = ("finetune", "simclr", "joint")  # joint runs on the ablation dataset only
 # The heads a run records (training/methods/base.py): the refit compares methods like for like.
 HEADS = ("refit", "own")
@@ -88,6 +103,11 @@ class ReproduceSpec:
     def ablation_dataset(self) -> str:
         return self.dataset_list[0]
 
+    @property
+    def tables(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The variants of Table 1 and of Table 2 (the ablation) for this preset."""
+        return PRESET_TABLES.get(self.preset, (TABLE1_VARIANTS, TABLE2_VARIANTS))
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -108,7 +128,7 @@ class Cell:
 def config_file(spec: ReproduceSpec, dataset: str) -> Path:
     """The preset YAML of ``dataset``: configs/paper-<dataset>.yaml or configs/cpu-small.yaml."""
     folder = spec.config_dir or _default_config_dir()
-    name = f"paper-{dataset}.yaml" if spec.preset == "paper" else "cpu-small.yaml"
+    name = PRESET_FILES.get(spec.preset, f"paper-{dataset}.yaml")
     path = folder / name
     if not path.is_file():
         have = sorted(p.name for p in folder.glob("*.yaml")) if folder.is_dir() else []
@@ -131,13 +151,16 @@ def plan_grid(spec: ReproduceSpec) -> list[Cell]:
     cells = []
     for seed in spec.seeds:
         for dataset in spec.dataset_list:
-            variants = TABLE1_VARIANTS + (
-                tuple(v for v in TABLE2_VARIANTS if v not in TABLE1_VARIANTS)
+            table1, table2 = spec.tables
+            variants = table1 + (
+                tuple(v for v in table2 if v not in table1)
                 if dataset == spec.ablation_dataset
                 else ()
             )
             for variant in variants:
-                values = {"dataset": dataset, "data_dir": spec.data_dir, "seed": seed}
+                values = {"dataset": dataset, "seed": seed}
+                if spec.data_dir is not None:  # else the preset's own (transfer-cpu names one)
+                    values["data_dir"] = spec.data_dir
                 values.update(dict(spec.overrides))
                 values.update(VARIANTS[variant])  # last: only method-specific fields differ
                 cells.append(

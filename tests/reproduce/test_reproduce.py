@@ -71,6 +71,28 @@ def test_methods_differ_only_in_their_own_fields(tmp_path):
     assert configs["joint"]["method"] == "joint" and configs["simclr"]["method"] == "simclr"
 
 
+def test_transfer_preset_is_the_pretrained_regime_with_the_memory_row(tmp_path):
+    """configs/transfer-cpu.yaml for every cell; only method-specific fields differ."""
+    from abrl_deploy.reproduce.runner import build_config
+
+    spec = ReproduceSpec(preset="transfer-cpu", seeds=(0, 1), out=tmp_path)
+    cells = plan_grid(spec)
+    variants = {"finetune", "abrl", "abrl-memory", "abrl-no-penalty", "abrl-first-order", "joint"}
+    assert {c.variant for c in cells} == variants and len(cells) == 2 * len(variants)
+    assert all(c.config_file.name == "transfer-cpu.yaml" for c in cells)
+    configs = {c.variant: build_config(c).to_dict() for c in cells if c.seed == 0}
+    own = {"method", "lambda_", "hypergrad", "inner_problem"}
+    for variant, cfg in configs.items():
+        assert cfg["pretrained"].endswith("resnet18-cifarstem-tinyimagenet-pretrain.safetensors")
+        assert cfg["data_dir"].endswith("tiny-imagenet-100") and cfg["image_size"] == 32
+        same = {k: v for k, v in cfg.items() if k not in own}
+        assert same == {k: v for k, v in configs["abrl"].items() if k not in own}, variant
+    assert configs["abrl-memory"]["inner_problem"] == "memory"
+    assert configs["abrl"]["inner_problem"] == "batch"
+    given = ReproduceSpec(preset="transfer-cpu", seeds=(0,), out=tmp_path, data_dir="/data")
+    assert all(dict(c.overrides)["data_dir"] == "/data" for c in plan_grid(given))
+
+
 def test_spec_collects_every_problem():
     with pytest.raises(ConfigError) as e:
         ReproduceSpec(preset="gpu", datasets=("mnist",), seeds=(1, 1), resume=True, force=True)

@@ -50,7 +50,6 @@ class AbrlMethod(Method):
         self.steps_done = 0
         self.records = StepRecords(cfg)
         self.memory: FeatureMemory | None = None
-        self.v: tuple[torch.Tensor, torch.Tensor] | None = None  # persists with the memory
         if cfg.inner_problem == "memory" and splits is not None:
             self.memory = FeatureMemory(len(splits.train), d, dtype, device)
 
@@ -184,8 +183,6 @@ class AbrlMethod(Method):
             sol = self._solve(zd, probs, g, lr)
             out.update(cg_iterations=sol.iterations, cg_residual=sol.residual)
             v = sol.v
-            if self.memory is not None:
-                self.v = v
         else:  # first-order: v = 0, only the direct validation path
             v = (torch.zeros_like(self.W), torch.zeros_like(self.b))
         out["surrogate"] = hg.implicit_surrogate(zc_tr, y_tr, zc_val, y_val, self.W, self.b, v)
@@ -197,10 +194,6 @@ class AbrlMethod(Method):
         """H v = g. CG starts from zero: the previous batch's v started it at relative residual
         6.6 (median) and left it unconverged at the cap (METHOD.md decision 6, amended)."""
         cfg = self.cfg
-        if cfg.solver == "cg" and self.memory is not None:  # v persists: warm start, a budget
-            return hg.solve_cg(
-                z, probs, g, cfg.ridge, x0=self.v, rtol=cfg.cg_rtol, max_iter=cfg.memory_cg_iters
-            )
         if cfg.solver == "cg":
             return hg.solve_cg(z, probs, g, cfg.ridge, rtol=cfg.cg_rtol, max_iter=cfg.cg_max_iter)
         if cfg.solver == "exact":
@@ -230,8 +223,6 @@ class AbrlMethod(Method):
         state["steps_done"] = self.steps_done
         if self.memory is not None:
             state["memory"] = self.memory.state_dict()
-            if self.v is not None:
-                state["v"] = {"W": self.v[0], "b": self.v[1]}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -240,8 +231,6 @@ class AbrlMethod(Method):
         self.steps_done = int(state["steps_done"])
         if self.memory is not None and "memory" in state:
             self.memory.load_state_dict(state["memory"])
-        if "v" in state:
-            self.v = (state["v"]["W"].to(self.device), state["v"]["b"].to(self.device))
 
     def epoch_diagnostics(self) -> tuple[dict[str, Any], list[str]]:
         summary, warnings = self.records.summarise()

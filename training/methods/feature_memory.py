@@ -4,10 +4,13 @@ The paper's inner loss is the cross-entropy over the training split, and φ*(θ)
 solved on one 64-row batch is the batch's optimum instead (on 100 classes a batch lacks most of
 them); its implicit hypergradient had cosine 0.20 with the split's (issue 23). The memory keeps
 the detached features of every training row, each overwritten when its batch is encoded (so no
-entry is older than one epoch, as in XBM's cross-batch memory); the head and the linear-system
-solution v persist across steps and advance a few Newton-CG / CG iterations per step on the
-memory. The cross term of the hypergradient reaches θ through the current batch's rows as a
-batch mean: the unbiased estimate of the split's mean (abrl.py, hypergrad.implicit_surrogate).
+entry is older than one epoch, as in XBM's cross-batch memory); the head persists across steps and
+advances a few Newton-CG iterations per step on the memory; v is solved by CG from zero on the
+memory's Hessian each step (its right-hand side comes from a new validation batch every step, so
+the previous v is no better a start than zero: decision 6). Measured on frozen features, 30 CG
+iterations from zero already give the exact feature hypergradient's direction (cosine 1.000).
+The cross term of the hypergradient reaches θ through the current batch's rows as a batch mean:
+the unbiased estimate of the split's mean (abrl.py, hypergrad.implicit_surrogate).
 
 Rows enter the memory when first encoded: during the first epoch the problem is over the rows seen
 so far. 9,000 × 512 fp32 features (tiny-imagenet-100, ResNet-18) take 18 MB.
