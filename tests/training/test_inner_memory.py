@@ -140,3 +140,19 @@ def test_unrolled_needs_the_batch_problem():
     with pytest.raises(ConfigError, match="--inner-problem batch"):
         TrainConfig(hypergrad="unrolled", inner_solve="steps", inner_problem="memory")
     TrainConfig(hypergrad="unrolled", inner_solve="steps")  # batch, the default
+
+
+def test_a_memory_run_records_its_estimator_and_the_split_residual(tmp_path):
+    import json
+
+    from abrl_deploy.training import train
+
+    cfg = TrainConfig(method="abrl", inner_problem="memory", epochs=2, limit=120, image_size=8,
+                      batch_size=32, device="cpu", data_cache="off")  # fmt: skip
+    card = train(cfg, tmp_path / "run", quiet=True).card
+    assert card.head["inner_problem"] == "memory" and card.config["inner_problem"] == "memory"
+    split = card.head["split_diagnostics"]
+    assert split["rows"] == card.data_splits["train"] and split["residual_over_ridge"] >= 0
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    diag = rows[1]["hypergrad_diagnostics"]
+    assert "memory_staleness" in diag and diag["memory_mb"] > 0  # epoch 2 overwrites epoch 1's

@@ -50,6 +50,7 @@ class AbrlMethod(Method):
         self.steps_done = 0
         self.records = StepRecords(cfg)
         self.memory: FeatureMemory | None = None
+        self.last_split: dict[str, Any] | None = None  # the latest split-level diagnostics
         if cfg.inner_problem == "memory" and splits is not None:
             self.memory = FeatureMemory(len(splits.train), d, dtype, device)
 
@@ -218,11 +219,22 @@ class AbrlMethod(Method):
         self.model.head.weight.copy_(self.W)
         self.model.head.bias.copy_(self.b - self.W @ self.feature_mean)
 
+    def finalize(self, train_eval_loader, evaluate) -> dict[str, Any]:
+        """Both heads, plus which inner problem the head solved and how far it was from the
+        training split's optimum at the last epoch (the card's record of the estimator)."""
+        head = super().finalize(train_eval_loader, evaluate)
+        head["inner_problem"] = self.cfg.inner_problem
+        if self.last_split is not None:
+            head["split_diagnostics"] = self.last_split
+        return head
+
     def state_dict(self) -> dict[str, Any]:
         state = {"W": self.W, "b": self.b, "feature_mean": self.feature_mean}
         state["steps_done"] = self.steps_done
         if self.memory is not None:
             state["memory"] = self.memory.state_dict()
+        if self.last_split is not None:  # so a run resumed at its end writes the same card
+            state["last_split"] = self.last_split
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -231,12 +243,14 @@ class AbrlMethod(Method):
         self.steps_done = int(state["steps_done"])
         if self.memory is not None and "memory" in state:
             self.memory.load_state_dict(state["memory"])
+        self.last_split = state.get("last_split")
 
     def epoch_diagnostics(self) -> tuple[dict[str, Any], list[str]]:
         summary, warnings = self.records.summarise()
         if self.cfg.split_diagnostic_rows and self.splits is not None:
             split = split_diagnostics(self, self.splits.train_eval, self.cfg.split_diagnostic_rows)
             summary.setdefault("hypergrad_diagnostics", {})["split"] = split
+            self.last_split = split
         if self.memory is not None:
             summary.setdefault("hypergrad_diagnostics", {})["memory_mb"] = round(
                 self.memory.nbytes / 2**20, 2
