@@ -21,7 +21,8 @@ DATASETS = ("digits", "cifar100", "tiny-imagenet", "cub200", "imagefolder")
 BACKBONES = ("resnet18", "resnet34", "resnet50")
 HYPERGRADS = ("implicit", "first-order", "unrolled")
 INNER_SOLVES = ("newton", "steps")
-INNER_PROBLEMS = ("memory", "batch")  # the split's problem through a feature memory, or one batch
+# the head's problem: one batch, or the split's through a feature memory or amortized SOBA steps
+INNER_PROBLEMS = ("batch", "memory", "amortized")
 SOLVERS = ("cg", "exact", "neumann")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")  # training compute precision (precision.py resolves auto)
@@ -78,6 +79,7 @@ class TrainConfig:
     inner_problem: str = "batch"
     memory_newton_steps: int = 1
     memory_cg_iters: int = 10  # CG iterations of each Newton direction (v: cg_max_iter from 0)
+    amortized_lr: float = 0.5  # α of --inner-problem amortized: ρ_t = α / (L_t √(1 + t/100))
     split_diagnostic_rows: int = 2000  # train rows of the per-epoch split-level diagnostics
     inner_solve: str = "newton"
     inner_tol: float = 1e-3
@@ -138,11 +140,12 @@ def _problems(c: TrainConfig) -> list[str]:
         f"inner_problem={c.inner_problem!r}, expected one of {INNER_PROBLEMS}",
     )
     check(
-        not (c.hypergrad == "unrolled" and c.inner_problem == "memory"),
+        not (c.hypergrad == "unrolled" and c.inner_problem != "batch"),
         "hypergrad=unrolled differentiates through head steps on the batch; add "
         "--inner-problem batch",
     )
     check(c.memory_newton_steps >= 1, f"memory_newton_steps={c.memory_newton_steps}, expected >= 1")
+    check(0 < c.amortized_lr <= 2, f"amortized_lr={c.amortized_lr}, expected in (0, 2]")
     check(c.memory_cg_iters >= 1, f"memory_cg_iters={c.memory_cg_iters}, expected >= 1")
     check(c.split_diagnostic_rows >= 0, "split_diagnostic_rows must be >= 0 (0: off)")
     check(c.inner_tol > 0, f"inner_tol={c.inner_tol}, expected > 0")

@@ -91,10 +91,11 @@ def train(
     inner_problem: Annotated[
         InnerProblem | None,
         _opt(
-            "ABRL's inner problem: batch (the head solved on each batch) or memory (over the "
-            "whole training split through a memory of every row's features, a budget of "
-            "Newton-CG steps per step); batch stays the default until memory wins on evidence "
-            "(README) \\[default: batch].",
+            "ABRL's inner problem: batch (the head solved on each batch), memory (the whole "
+            "training split through a memory of every row's features, a budget of Newton-CG "
+            "steps per step) or amortized (SOBA: the head and v take one stochastic step per "
+            "step, the head first fitted on the split); batch stays the default until another "
+            "wins on evidence (README) \\[default: batch].",
             "--inner-problem",
         ),
     ] = None,

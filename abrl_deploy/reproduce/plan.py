@@ -34,6 +34,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "joint": {"method": "joint"},
     # the inner problem over the training split (a feature memory) instead of each batch
     "abrl-memory": {"method": "abrl", "inner_problem": "memory"},
+    # ... or SOBA-style amortized steps of the head and v
+    "abrl-amortized": {"method": "abrl", "inner_problem": "amortized"},
 }
 TABLE1_VARIANTS = ("finetune", "simclr", "abrl", "abrl-k-steps")
 TABLE2_VARIANTS = ("abrl", "abrl-k-steps", "abrl-no-penalty", "abrl-first-order", "joint")
@@ -41,8 +43,8 @@ TABLE2_VARIANTS = ("abrl", "abrl-k-steps", "abrl-no-penalty", "abrl-first-order"
 # over from the pretrained backbone and cost a second schedule on 2 cores.
 PRESET_TABLES = {
     "transfer-cpu": (
-        ("finetune", "abrl", "abrl-memory"),
-        ("abrl", "abrl-memory", "abrl-no-penalty", "abrl-first-order", "joint"),
+        ("finetune", "abrl", "abrl-memory", "abrl-amortized"),
+        ("abrl", "abrl-memory", "abrl-amortized", "abrl-no-penalty", "abrl-first-order", "joint"),
     ),
 }
 BASELINES = ("finetune", "simclr", "joint")  # joint runs on the ablation dataset only

@@ -77,7 +77,8 @@ def test_transfer_preset_is_the_pretrained_regime_with_the_memory_row(tmp_path):
 
     spec = ReproduceSpec(preset="transfer-cpu", seeds=(0, 1), out=tmp_path)
     cells = plan_grid(spec)
-    variants = {"finetune", "abrl", "abrl-memory", "abrl-no-penalty", "abrl-first-order", "joint"}
+    variants = {"finetune", "abrl", "abrl-memory", "abrl-amortized", "abrl-no-penalty",
+                "abrl-first-order", "joint"}  # fmt: skip
     assert {c.variant for c in cells} == variants and len(cells) == 2 * len(variants)
     assert all(c.config_file.name == "transfer-cpu.yaml" for c in cells)
     configs = {c.variant: build_config(c).to_dict() for c in cells if c.seed == 0}
@@ -88,6 +89,7 @@ def test_transfer_preset_is_the_pretrained_regime_with_the_memory_row(tmp_path):
         same = {k: v for k, v in cfg.items() if k not in own}
         assert same == {k: v for k, v in configs["abrl"].items() if k not in own}, variant
     assert configs["abrl-memory"]["inner_problem"] == "memory"
+    assert configs["abrl-amortized"]["inner_problem"] == "amortized"
     assert configs["abrl"]["inner_problem"] == "batch"
     given = ReproduceSpec(preset="transfer-cpu", seeds=(0,), out=tmp_path, data_dir="/data")
     assert all(dict(c.overrides)["data_dir"] == "/data" for c in plan_grid(given))

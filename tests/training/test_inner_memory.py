@@ -156,3 +156,56 @@ def test_a_memory_run_records_its_estimator_and_the_split_residual(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     diag = rows[1]["hypergrad_diagnostics"]
     assert "memory_staleness" in diag and diag["memory_mb"] > 0  # epoch 2 overwrites epoch 1's
+
+
+def test_amortized_converges_to_the_split_head_and_v_on_a_fixed_problem():
+    """SOBA steps on random batches of a fixed split (frozen features) reach φ* and H⁻¹ g of the
+    whole split: the stochastic estimator tracks the split's problem, not a batch's."""
+    from abrl_deploy.training.methods import amortized
+
+    z, y, zv, yv = problem(2)
+    ridge = 0.1  # well conditioned, so that a few thousand steps converge
+    zeros = (torch.zeros(C, D).double(), torch.zeros(C).double())
+    best = newton_head(z, y, *zeros, ridge, 1e-13, 100)
+    probs = torch.softmax(hg.head_logits(z, best.W, best.b), 1)
+    v_star = hg.solve_exact(z, probs, hg.ce_grad(zv, yv, best.W, best.b), ridge).v
+    g = torch.Generator().manual_seed(0)
+    W, b, v = *zeros, zeros
+    for t in range(6000):
+        rows = torch.randperm(N, generator=g)[:B]
+        vrows = torch.randperm(NV, generator=g)[:4]
+        rho = amortized.step_size(0.5, z[rows], ridge, t)
+        W, b, v = amortized.soba_step(z[rows], y[rows], zv[vrows], yv[vrows], W, b, v, ridge, rho)
+    assert (W - best.W).norm() / best.W.norm() < 0.05
+    assert (
+        F_cos(torch.cat([v[0].flatten(), v[1]]), torch.cat([v_star[0].flatten(), v_star[1]])) > 0.95
+    )
+
+
+def F_cos(a, b):
+    return torch.nn.functional.cosine_similarity(a, b, dim=0).item()
+
+
+def test_amortized_first_fits_the_head_on_the_whole_split():
+    from abrl_deploy.training.data import load_dataset
+    from abrl_deploy.training.models import build_classifier
+
+    splits = load_dataset("digits", limit=120, image_size=8)
+    cfg = TrainConfig(method="abrl", inner_problem="amortized", device="cpu")
+    model = build_classifier("resnet18", splits.num_classes, stem="cifar")
+    method = get_method("abrl")(cfg, model, splits, torch.device("cpu"))
+    method._fit_on_split()
+    n = len(splits.train_eval)
+    split = split_diagnostics(method, splits.train_eval, rows=n)
+    assert split["rows"] == n and split["residual_over_ridge"] <= 1e-2
+    assert split["distance_to_optimum"] < 1e-3
+    assert method.v is not None and float(method.v[0].abs().sum()) == 0.0
+
+
+def test_an_amortized_run_records_its_estimator(tmp_path):
+    from abrl_deploy.training import train
+
+    cfg = TrainConfig(method="abrl", inner_problem="amortized", epochs=1, limit=120, image_size=8,
+                      batch_size=32, device="cpu", data_cache="off")  # fmt: skip
+    card = train(cfg, tmp_path / "run", quiet=True).card
+    assert card.head["inner_problem"] == "amortized" and "split_diagnostics" in card.head

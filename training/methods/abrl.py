@@ -23,9 +23,10 @@ from torch import nn
 from abrl_deploy.errors import TrainingError
 
 from .. import distributed
+from . import amortized
 from . import hypergrad as hg
 from .base import Method
-from .diagnostics import StepRecords, split_diagnostics
+from .diagnostics import StepRecords, encode_rows, split_diagnostics
 from .feature_memory import FeatureMemory, advance_head
 from .newton import newton_head
 from .penalty import cov_penalty
@@ -51,6 +52,7 @@ class AbrlMethod(Method):
         self.records = StepRecords(cfg)
         self.memory: FeatureMemory | None = None
         self.last_split: dict[str, Any] | None = None  # the latest split-level diagnostics
+        self.v: tuple[torch.Tensor, torch.Tensor] | None = None  # amortized: v persists
         if cfg.inner_problem == "memory" and splits is not None:
             self.memory = FeatureMemory(len(splits.train), d, dtype, device)
 
@@ -123,6 +125,11 @@ class AbrlMethod(Method):
             m = self.memory.rows()[0].mean(0)
             self.feature_mean.copy_(m)
             return m
+        if self.cfg.inner_problem == "amortized":  # a persistent head needs a steady centre
+            if self.v is None:
+                self._fit_on_split()
+            self.feature_mean.lerp_(z_tr.detach().mean(0), 0.1)
+            return self.feature_mean.clone()
         m = z_tr.detach().mean(0)
         if self.steps_done == 0:
             self.feature_mean.copy_(m)
@@ -173,8 +180,37 @@ class AbrlMethod(Method):
         self.W, self.b = hg.inner_steps(zd, y_tr, self.W, self.b, cfg.ridge, lr, cfg.inner_steps)
         return {"inner_residual": hg.inner_residual(zd, y_tr, self.W, self.b, cfg.ridge)}
 
+    def _fit_on_split(self) -> None:
+        """amortized: φ fitted by Newton on the whole split's features of the initial encoder."""
+        cfg, data = self.cfg, self.splits.train_eval
+        z, y = encode_rows(self, data, range(len(data)))
+        self.feature_mean.copy_(z.mean(0))
+        tol = cfg.inner_tol * cfg.ridge
+        fit = newton_head(z - self.feature_mean, y, self.W, self.b, cfg.ridge, tol, 50)
+        self.W, self.b = fit.W, fit.b
+        self.v = (torch.zeros_like(self.W), torch.zeros_like(self.b))
+
+    def _amortized(self, zc_tr, y_tr, zc_val, y_val) -> dict[str, Any]:
+        """The encoder's step at the current φ and v, then one stochastic step of each."""
+        cfg = self.cfg
+        v = self.v if cfg.hypergrad == "implicit" else tuple(torch.zeros_like(t) for t in self.v)
+        out: dict[str, Any] = {
+            "surrogate": hg.implicit_surrogate(zc_tr, y_tr, zc_val, y_val, self.W, self.b, v)
+        }
+        with torch.no_grad():
+            out["val_ce"] = F.cross_entropy(hg.head_logits(zc_val, self.W, self.b), y_val).item()
+        rho = amortized.step_size(cfg.amortized_lr, zc_tr.detach(), cfg.ridge, self.steps_done)
+        self.W, self.b, self.v = amortized.soba_step(
+            zc_tr, y_tr, zc_val, y_val, self.W, self.b, self.v, cfg.ridge, rho
+        )
+        out["inner_residual"] = hg.inner_residual(zc_tr.detach(), y_tr, self.W, self.b, cfg.ridge)
+        out["amortized_step"] = rho
+        return out
+
     def _implicit(self, zc_tr, y_tr, zc_val, y_val, lr: float | None) -> dict[str, Any]:
         cfg = self.cfg
+        if cfg.inner_problem == "amortized":
+            return self._amortized(zc_tr, y_tr, zc_val, y_val)
         zd, yd = self._inner_rows(zc_tr, y_tr, self.feature_mean)
         out: dict[str, Any] = self._solve_head(zd, yd, lr)
         if cfg.hypergrad == "implicit":
@@ -235,6 +271,8 @@ class AbrlMethod(Method):
             state["memory"] = self.memory.state_dict()
         if self.last_split is not None:  # so a run resumed at its end writes the same card
             state["last_split"] = self.last_split
+        if self.v is not None:
+            state["v"] = {"W": self.v[0], "b": self.v[1]}
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -244,6 +282,8 @@ class AbrlMethod(Method):
         if self.memory is not None and "memory" in state:
             self.memory.load_state_dict(state["memory"])
         self.last_split = state.get("last_split")
+        if "v" in state:
+            self.v = (state["v"]["W"].to(self.device), state["v"]["b"].to(self.device))
 
     def epoch_diagnostics(self) -> tuple[dict[str, Any], list[str]]:
         summary, warnings = self.records.summarise()
