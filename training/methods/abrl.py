@@ -81,6 +81,8 @@ class AbrlMethod(Method):
                 raise TrainingError("--inner-problem memory needs the rows' positions in batches")
             rows = distributed.gather_rows(index[0].to(self.device))
             staleness = self.memory.update(rows, z_tr, y_tr)
+        if self.cfg.inner_problem == "amortized" and self.v is None:
+            self._fit_on_split()  # once, before the first step (and never after a resume)
         m = self._center(z_tr)
         zc_tr, zc_val = z_tr - m, z_val - m
         lr = self._inner_lr(self._inner_rows(zc_tr, y_tr, m)[0])
@@ -126,8 +128,6 @@ class AbrlMethod(Method):
             self.feature_mean.copy_(m)
             return m
         if self.cfg.inner_problem == "amortized":  # a persistent head needs a steady centre
-            if self.v is None:
-                self._fit_on_split()
             self.feature_mean.lerp_(z_tr.detach().mean(0), 0.1)
             return self.feature_mean.clone()
         m = z_tr.detach().mean(0)
@@ -184,7 +184,8 @@ class AbrlMethod(Method):
         """amortized: φ fitted by Newton on the whole split's features of the initial encoder."""
         cfg, data = self.cfg, self.splits.train_eval
         z, y = encode_rows(self, data, range(len(data)))
-        self.feature_mean.copy_(z.mean(0))
+        if cfg.center_features:
+            self.feature_mean.copy_(z.mean(0))
         tol = cfg.inner_tol * cfg.ridge
         fit = newton_head(z - self.feature_mean, y, self.W, self.b, cfg.ridge, tol, 50)
         self.W, self.b = fit.W, fit.b
