@@ -40,8 +40,11 @@ class ExportSpec:
 
     @property
     def int8_form(self) -> str:
-        """The INT8 form for this export's runtime (``quantize.INT8_FORMS``)."""
-        trt = self.format == "trt" or self.triton_platform == "tensorrt_plan"
+        """The INT8 form for this export's runtime (``quantize.INT8_FORMS``): TensorRT's for a
+        TensorRT engine or a Triton TensorRT plan, the CPU's for every ONNX file. The Triton
+        platform is read only for --format triton (it once leaked into --format onnx)."""
+        plan = self.format == "triton" and self.triton_platform == "tensorrt_plan"
+        trt = self.format == "trt" or plan
         return "trt" if trt else "cpu"
 
     def __post_init__(self) -> None:

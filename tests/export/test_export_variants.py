@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -100,3 +101,18 @@ def test_a_variant_that_fails_validation_is_refused_and_nothing_is_written(run_d
     assert not (run_dir / "model.fp16.onnx").exists()
     assert not list(run_dir.glob(".abrl-export-*"))
     # (the FP32 rung was validated before the variant was made: these weights pass in FP32)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "platform", "form"),
+    [("onnx", "onnxruntime_onnx", "cpu"), ("onnx", "tensorrt_plan", "cpu"),
+     ("trt", "onnxruntime_onnx", "trt"), ("triton", "onnxruntime_onnx", "cpu"),
+     ("triton", "tensorrt_plan", "trt")],
+)  # fmt: skip
+def test_the_int8_form_follows_the_format(fmt, platform, form):
+    """--triton-platform tensorrt_plan once gave --format onnx a TensorRT-form model.int8.onnx,
+    which abrl optimize then refused (issue 20)."""
+    from abrl_deploy.export.spec import ExportSpec
+
+    spec = ExportSpec(Path("run"), format=fmt, precision="int8", triton_platform=platform)
+    assert spec.int8_form == form
