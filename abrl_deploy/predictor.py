@@ -107,8 +107,8 @@ class Predictor:
     def backend_note(self) -> str | None:
         """One line on why this backend runs the model when a recorded choice was involved."""
         if self.choice:
-            return (f"{self.backend} ({self.choice['runtime_precision']}): abrl optimize's "
-                    "choice on this CPU")  # fmt: skip
+            precision = self.choice.get("runtime_precision") or "unrecorded"
+            return f"{self.backend} ({precision}): abrl optimize's choice on this CPU"
         return getattr(self, "_aside", None)
 
     def __enter__(self) -> Predictor:

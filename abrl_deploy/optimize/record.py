@@ -7,15 +7,61 @@ same, and set aside (with the reason) elsewhere, where the Predictor's usual ord
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from abrl_deploy.card import ModelCard
 from abrl_deploy.machine import signature
 
+# What a record may name; a record abrl did not write, or another version wrote, is checked
+# against these where it is read and set aside, with the field, when it does not fit.
+RECORD_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "ov-cpu", "trt")
+OV_PRECISIONS = ("auto", "f32", "bf16", "f16")
+
+
+def check_record(deploy: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """(the record's choice, normalised, or None; the problem with it, or None).
+
+    The choice must name a backend the Predictor runs, its precision as text, threads as None or
+    a positive integer (capped at this CPU's count) and an OpenVINO precision OpenVINO accepts;
+    the machine must be an object of text and lists of text. Unknown fields are kept, unread.
+    """
+    if not isinstance(deploy, dict) or not deploy:
+        return None, None
+    choice, machine = deploy.get("choice"), deploy.get("machine", {})
+    if not isinstance(choice, dict):
+        return None, f"deploy.choice is {type(choice).__name__}, expected an object"
+    backend = choice.get("backend")
+    if backend not in RECORD_BACKENDS:
+        return None, f"deploy.choice.backend is {backend!r}, expected one of {RECORD_BACKENDS}"
+    precision = choice.get("runtime_precision", "")
+    if not isinstance(precision, str) or len(precision) > 100:
+        return None, "deploy.choice.runtime_precision is not a short text"
+    ov = choice.get("ov_precision")
+    if ov is not None and ov not in OV_PRECISIONS:
+        return None, f"deploy.choice.ov_precision is {ov!r}, expected one of {OV_PRECISIONS}"
+    threads = choice.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                or threads < 1):  # fmt: skip
+        return None, f"deploy.choice.threads is {threads!r}, expected a positive integer or null"
+    if not isinstance(machine, dict) or not all(
+        isinstance(machine.get(k, ""), str) for k in ("cpu",)
+    ) or not all(_texts(machine.get(k, [])) for k in ("cpu_flags", "gpus")):  # fmt: skip
+        return None, "deploy.machine is not {cpu: text, cpu_flags: [text], gpus: [text]}"
+    if threads is not None and threads > (os.cpu_count() or 1):  # never more than this CPU has
+        return {**choice, "threads": os.cpu_count() or 1}, None
+    return choice, None
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
 
 def deploy_choice(card: ModelCard) -> tuple[dict[str, Any] | None, str | None]:
     """(the recorded choice if it applies here, why it does not apply) — both None: no choice."""
-    choice = card.deploy.get("choice") if card.deploy else None
+    choice, problem = check_record(card.deploy)
+    if problem:
+        return None, f"the deploy record is set aside: {problem}"
     if not choice:
         return None, None
     measured_on = card.deploy.get("machine", {})

@@ -159,3 +159,54 @@ def test_a_record_made_before_gpus_were_recorded_matches_only_a_machine_without_
     monkeypatch.setattr(machine, "nvidia_gpus", lambda: ["NVIDIA H200"])
     choice, why = record.deploy_choice(card)
     assert choice is None and "gpus none there, NVIDIA H200 here" in why
+
+
+def _with_deploy(tmp_path, deploy):
+    path = write_card_model(tmp_path / "model.deploy.onnx")
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    helper.set_model_props(model, card_for().replace(deploy=deploy).to_onnx_metadata())
+    onnx.save(model, str(path))
+    return path
+
+
+def _choice(**fields):
+    base = {"backend": "ort-cpu", "ov_precision": None, "runtime_precision": "fp32", "threads": 1}
+    return {"choice": {**base, **fields}, "machine": signature()}
+
+
+DAMAGED = {  # name: (deploy record, the field the set-aside reason names)
+    "unknown backend": (_choice(backend="tpu-9000"), "deploy.choice.backend"),
+    "backend of another type": (_choice(backend=7), "deploy.choice.backend"),
+    "zero threads": (_choice(threads=0), "deploy.choice.threads"),
+    "threads as text": (_choice(threads="8"), "deploy.choice.threads"),
+    "threads as a bool": (_choice(threads=True), "deploy.choice.threads"),
+    "unknown OpenVINO precision": (_choice(ov_precision="int3"), "deploy.choice.ov_precision"),
+    "precision of another type": (_choice(runtime_precision=["fp32"]), "runtime_precision"),
+    "choice as a list": ({"choice": ["ort-cpu"], "machine": signature()}, "deploy.choice is list"),
+    "machine as text": ({**_choice(), "machine": "AMD EPYC"}, "deploy.machine"),
+    "flags as text": ({**_choice(), "machine": {**signature(), "cpu_flags": "avx2"}},
+                      "deploy.machine"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED))
+def test_a_damaged_deploy_record_is_set_aside_with_its_field_never_a_traceback(tmp_path, name):
+    deploy, field = DAMAGED[name]
+    with Predictor(_with_deploy(tmp_path, deploy)) as p:
+        assert p.backend == "ort-cpu" and p.choice is None
+        assert p.backend_note.startswith("the deploy record is set aside: ")
+        assert field in p.backend_note and "\n" not in p.backend_note
+        assert p.logits(np.zeros((1, 16, 16, 3), np.uint8)).shape == (1, 10)
+
+
+def test_a_record_missing_its_precision_runs_and_huge_threads_are_capped(tmp_path):
+    """The record of issue 20 ({"backend": "ort-cpu", "threads": 8}) crashed backend_note."""
+    import os
+
+    deploy = {"choice": {"backend": "ort-cpu", "threads": 10**30}, "machine": signature()}
+    with Predictor(_with_deploy(tmp_path, deploy)) as p:
+        if not signature()["cpu_flags"]:  # a CPU that names no flags matches no record
+            pytest.skip("this CPU lists no instruction-set flags")
+        assert p.choice["threads"] == (os.cpu_count() or 1)
+        assert p.backend_note == "ort-cpu (unrecorded): abrl optimize's choice on this CPU"
