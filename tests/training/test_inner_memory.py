@@ -32,10 +32,10 @@ def problem(seed: int = 0):
 
 
 def method_for(inner_problem: str, **changes):
-    cfg = TrainConfig(method="abrl", inner_problem=inner_problem, ridge=RIDGE, lambda_=0.0,
-                      center_features=False, solver="cg", cg_rtol=1e-13, memory_newton_steps=60,
-                      memory_cg_iters=400, inner_tol=1e-9, split_diagnostic_rows=0,
-                      **changes)  # fmt: skip
+    values = dict(method="abrl", inner_problem=inner_problem, ridge=RIDGE, lambda_=0.0,
+                  center_features=False, solver="cg", cg_rtol=1e-13, memory_newton_steps=60,
+                  memory_cg_iters=400, inner_tol=1e-9, split_diagnostic_rows=0)  # fmt: skip
+    cfg = TrainConfig(**{**values, **changes})
     model = Classifier(nn.Flatten(), D, C).double()
     method = get_method("abrl")(cfg, model, None, torch.device("cpu"))
     if inner_problem == "memory":
@@ -209,3 +209,19 @@ def test_an_amortized_run_records_its_estimator(tmp_path):
                       batch_size=32, device="cpu", data_cache="off")  # fmt: skip
     card = train(cfg, tmp_path / "run", quiet=True).card
     assert card.head["inner_problem"] == "amortized" and "split_diagnostics" in card.head
+
+
+def test_non_finite_split_diagnostics_are_a_warning(monkeypatch):
+    import abrl_deploy.training.methods.abrl as abrl_module
+
+    method = method_for("batch", split_diagnostic_rows=10)
+    method.splits = type("S", (), {"train_eval": Rows(*problem()[:2])})()
+    monkeypatch.setattr(
+        abrl_module, "split_diagnostics", lambda *a: {"residual_over_ridge": math_nan()}
+    )
+    _, warnings = method.epoch_diagnostics()
+    assert any("not finite" in w for w in warnings)
+
+
+def math_nan():
+    return float("nan")

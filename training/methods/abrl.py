@@ -14,6 +14,7 @@ each rank's own rows add up, over ranks, to the hypergradient of one process on 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -292,6 +293,11 @@ class AbrlMethod(Method):
             split = split_diagnostics(self, self.splits.train_eval, self.cfg.split_diagnostic_rows)
             summary.setdefault("hypergrad_diagnostics", {})["split"] = split
             self.last_split = split
+            if not all(math.isfinite(v) for v in split.values()):
+                warnings.append(
+                    "the split-level diagnostics are not finite: the encoder's eval-mode "
+                    "features or the head diverged; lower --lr or add --grad-clip"
+                )
         if self.memory is not None:
             summary.setdefault("hypergrad_diagnostics", {})["memory_mb"] = round(
                 self.memory.nbytes / 2**20, 2
