@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from abrl_deploy import machine
 from abrl_deploy.training.checkpoint import load_classifier
@@ -39,21 +40,20 @@ from abrl_deploy.training.data import load_dataset
 from abrl_deploy.training.methods import amortized
 from abrl_deploy.training.methods import hypergrad as hg
 from abrl_deploy.training.methods.feature_memory import advance_head
+from abrl_deploy.training.methods.head_refit import extract_features
 from abrl_deploy.training.methods.newton import newton_head
 
 RIDGE = 1e-3
 
 
-def encode(model, dataset, batch: int = 256):
-    xs, ys = [], []
-    for start in range(0, len(dataset), batch):
-        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
-        xs.append(torch.stack([it[0] for it in items]))
-        ys.append(torch.tensor([it[1] for it in items]))
-    x, y = torch.cat(xs), torch.cat(ys)
-    with torch.no_grad():
-        z = torch.cat([model.forward_features(x[i : i + batch]) for i in range(0, len(x), batch)])
-    return x, y, z.double()
+def encode(model, dataset):
+    """Eval-mode features (float64) and labels of every row (head_refit.extract_features)."""
+    z, y = extract_features(model, DataLoader(dataset, batch_size=256), torch.device("cpu"))
+    return y, z.double()
+
+
+def images(dataset, rows) -> torch.Tensor:
+    return torch.stack([dataset[int(i)][0] for i in rows])
 
 
 def feature_grad(z_tr, y_tr, z_val, y_val, W, b, v):
@@ -81,8 +81,8 @@ def main() -> None:
     splits = load_dataset(card.dataset, args.data_dir, val_fraction=cfg["val_fraction"],
                           seed=cfg["seed"], image_size=card.input_size, limit=cfg.get("limit"),
                           augment=False, cache="auto")  # fmt: skip
-    x_tr, y_tr, Z = encode(model, splits.train_eval)
-    x_val, y_val, Zv = encode(model, splits.val)
+    y_tr, Z = encode(model, splits.train_eval)
+    y_val, Zv = encode(model, splits.val)
     mean = Z.mean(0)
     Z, Zv = Z - mean, Zv - mean
     C, D = card.num_classes, Z.shape[1]
@@ -133,7 +133,7 @@ def main() -> None:
             per_draw[name]["cos"].append(cosine(grads[name], grads["exact"]))
             per_draw[name]["norm"].append((grads[name].norm() / grads["exact"].norm()).item())
         # the encoder-parameter hypergradient of each: J^T (feature gradient), summed over draws
-        x = torch.cat([x_tr[rows], x_val[vrows]])
+        x = torch.cat([images(splits.train_eval, rows), images(splits.val, vrows)])
         z = model.forward_features(x).double()
         for name, gz in grads.items():
             gt = torch.autograd.grad(z, params, gz.view(z.shape), retain_graph=True)

@@ -53,6 +53,8 @@ def choose_precision(
     ``cpu_flags`` defaults to this CPU's (abrl_deploy.machine); ``cuda_bf16`` says whether the
     CUDA device runs bf16 (torch.cuda.is_bf16_supported()). Torch-free, so tests can feed any CPU.
     """
+    flags = machine.cpu_flags() if cpu_flags is None else cpu_flags
+    cpu_bf16 = [f for f in machine.BF16_FLAGS if f in flags]
     if requested == "fp32":
         dtype, reason = "fp32", "--precision fp32"
     elif requested == "bf16":
@@ -61,10 +63,10 @@ def choose_precision(
                 "--precision bf16: this CUDA device does not support bf16; use --precision fp32"
             )
         dtype, reason = "bf16", "--precision bf16"
-        if device_type == "cpu" and not _cpu_bf16(cpu_flags):
+        if device_type == "cpu" and not cpu_bf16:
             reason += " (this CPU has no bf16 instructions: emulated, likely slower than fp32)"
     elif requested == "auto":
-        dtype, reason = _auto(device_type, cpu_flags, cuda_bf16)
+        dtype, reason = _auto(device_type, cpu_bf16, cuda_bf16)
     else:
         raise ConfigError(f"precision={requested!r}, expected one of auto, fp32, bf16")
     if channels_last is None:
@@ -75,20 +77,13 @@ def choose_precision(
     return Precision(dtype, reason, cl, cl_reason)
 
 
-def _cpu_bf16(cpu_flags: list[str] | None) -> bool:
-    flags = machine.cpu_flags() if cpu_flags is None else cpu_flags
-    return any(f in flags for f in machine.BF16_FLAGS)
-
-
-def _auto(device_type: str, cpu_flags: list[str] | None, cuda_bf16: bool) -> tuple[str, str]:
+def _auto(device_type: str, cpu_bf16: list[str], cuda_bf16: bool) -> tuple[str, str]:
     if device_type == "cuda":
         if cuda_bf16:
             return "bf16", "auto: the CUDA device supports bf16"
         return "fp32", "auto: the CUDA device does not support bf16"
-    flags = machine.cpu_flags() if cpu_flags is None else cpu_flags
-    have = [f for f in machine.BF16_FLAGS if f in flags]
-    if have:
-        return "bf16", f"auto: the CPU has {', '.join(have)}"
+    if cpu_bf16:
+        return "bf16", f"auto: the CPU has {', '.join(cpu_bf16)}"
     return "fp32", "auto: the CPU has no bf16 instructions (avx512_bf16, amx_bf16 or bf16)"
 
 

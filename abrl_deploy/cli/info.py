@@ -121,18 +121,21 @@ def _training(training: dict[str, Any]) -> str | None:
 
 
 def _deploy(card: dict[str, Any]) -> str | None:
-    record = card.get("deploy") or {}
-    choice = record.get("choice") if isinstance(record, dict) else None
-    if not isinstance(choice, dict):
+    record = card.get("deploy")
+    if not record:
         return None
     from abrl_deploy.card import ModelCard
+    from abrl_deploy.errors import AbrlError
     from abrl_deploy.optimize.record import deploy_choice
 
     try:
         applies, why = deploy_choice(ModelCard.from_dict(card))
         here = "matches this machine" if applies else f"does not apply here: {why}"
-    except Exception as exc:  # a damaged record is reported, never a traceback
-        here = f"unreadable here ({type(exc).__name__})"
+    except AbrlError as exc:  # a card this abrl cannot read: reported, never a traceback
+        here = f"unreadable here ({exc})"
+    choice = record.get("choice") if isinstance(record, dict) else None
+    if not isinstance(choice, dict):
+        return here
     precision = choice.get("runtime_precision") or choice.get("ov_precision") or "?"
     speed = record.get("speedup_vs_torch_eager")
     measured_on = record.get("machine")

@@ -12,11 +12,12 @@ from typing import Any
 
 from abrl_deploy.card import ModelCard
 from abrl_deploy.machine import signature
+from abrl_deploy.runtime.backends import ARTIFACT
+from abrl_deploy.runtime.openvino import PRECISIONS as OV_PRECISIONS
 
-# What a record may name; a record abrl did not write, or another version wrote, is checked
-# against these where it is read and set aside, with the field, when it does not fit.
-RECORD_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt", "ov-cpu", "trt")
-OV_PRECISIONS = ("auto", "f32", "bf16", "f16")
+# A record names a backend that runs a shipped file (not a run directory); a record abrl did not
+# write, or another version wrote, is checked where it is read and set aside when it does not fit.
+RECORD_BACKENDS = tuple(b for b, artifact in ARTIFACT.items() if artifact != "run")
 
 
 def check_record(deploy: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -44,9 +45,8 @@ def check_record(deploy: Any) -> tuple[dict[str, Any] | None, str | None]:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):  # fmt: skip
         return None, f"deploy.choice.threads is {threads!r}, expected a positive integer or null"
-    if not isinstance(machine, dict) or not all(
-        isinstance(machine.get(k, ""), str) for k in ("cpu",)
-    ) or not all(_texts(machine.get(k, [])) for k in ("cpu_flags", "gpus")):  # fmt: skip
+    shaped = isinstance(machine, dict) and isinstance(machine.get("cpu", ""), str)
+    if not (shaped and _texts(machine.get("cpu_flags", [])) and _texts(machine.get("gpus", []))):
         return None, "deploy.machine is not {cpu: text, cpu_flags: [text], gpus: [text]}"
     if threads is not None and threads > (os.cpu_count() or 1):  # never more than this CPU has
         return {**choice, "threads": os.cpu_count() or 1}, None

@@ -86,12 +86,13 @@ class AbrlMethod(Method):
             self._fit_on_split()  # once, before the first step (and never after a resume)
         m = self._center(z_tr)
         zc_tr, zc_val = z_tr - m, z_val - m
-        lr = self._inner_lr(self._inner_rows(zc_tr, y_tr, m)[0])
+        inner = self._inner_rows(zc_tr, y_tr, m)  # once a step: the memory's are 18 MB
+        lr = self._inner_lr(inner[0])
         if self.cfg.hypergrad == "unrolled":
             out = self._unrolled(zc_tr, y_tr, zc_val, y_val, lr)
             objective = out.pop("objective")
         else:
-            out = self._implicit(zc_tr, y_tr, zc_val, y_val, lr)
+            out = self._implicit(zc_tr, y_tr, zc_val, y_val, lr, inner)
             objective = out.pop("surrogate")
         if self.cfg.lambda_ > 0:
             pen = cov_penalty(z_tr, normalize=self.cfg.penalty_norm)
@@ -160,17 +161,10 @@ class AbrlMethod(Method):
         moving optimum; the split-level diagnostics say how close it stays)."""
         cfg = self.cfg
         if cfg.inner_solve == "newton" and self.memory is not None:
-            W, b, taken = advance_head(
-                zd,
-                y_tr,
-                self.W,
-                self.b,
-                cfg.ridge,
-                cfg.memory_newton_steps,
-                cfg.memory_cg_iters,
-                tol=cfg.inner_tol * cfg.ridge,
-            )
-            self.W, self.b = W.to(self.W.dtype), b.to(self.b.dtype)
+            self.W, self.b, taken = advance_head(
+                zd, y_tr, self.W, self.b, cfg.ridge, cfg.memory_newton_steps,
+                cfg.memory_cg_iters, tol=cfg.inner_tol * cfg.ridge,
+            )  # fmt: skip
             residual = hg.inner_residual(zd, y_tr, self.W, self.b, cfg.ridge)
             return {"inner_residual": residual, "newton_iterations": taken}
         if cfg.inner_solve == "newton":
@@ -209,11 +203,11 @@ class AbrlMethod(Method):
         out["amortized_step"] = rho
         return out
 
-    def _implicit(self, zc_tr, y_tr, zc_val, y_val, lr: float | None) -> dict[str, Any]:
+    def _implicit(self, zc_tr, y_tr, zc_val, y_val, lr: float | None, inner) -> dict[str, Any]:
         cfg = self.cfg
         if cfg.inner_problem == "amortized":
             return self._amortized(zc_tr, y_tr, zc_val, y_val)
-        zd, yd = self._inner_rows(zc_tr, y_tr, self.feature_mean)
+        zd, yd = inner  # the centred, detached rows of the inner problem (_inner_rows)
         out: dict[str, Any] = self._solve_head(zd, yd, lr)
         if cfg.hypergrad == "implicit":
             with torch.no_grad():

@@ -11,6 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Subset
+
+from .head_refit import extract_features
+from .hypergrad import head_logits, inner_residual
+from .newton import newton_head
 
 # A head whose gradient norm is above the ridge μ is not stationary in any useful sense: there
 # the implicit feature gradient was 14-43× too large on real features (METHOD.md).
@@ -58,7 +63,7 @@ class StepRecords:
         n, warnings = s["steps"], []
         # memory and amortized follow the split's optimum by design and are judged by the
         # split-level diagnostics, not by a batch's stationarity
-        if off and getattr(self.cfg, "inner_problem", "batch") == "batch":
+        if off and self.cfg.inner_problem == "batch":
             r = s["inner_residual_over_ridge"]
             warnings.append(
                 f"the implicit step ran at a non-stationary head in {off}/{n} steps "
@@ -90,9 +95,6 @@ def split_diagnostics(method: Any, dataset: Any, rows: int) -> dict[str, float]:
     from φ_t), and both heads' top-1 on the sample. A head solved on one batch is stationary there
     and far from stationary here: this is where that shows.
     """
-    from .hypergrad import head_logits, inner_residual
-    from .newton import newton_head
-
     cfg = method.cfg
     n = len(dataset)
     pick = np.random.default_rng(SPLIT_SAMPLE_SEED).permutation(n)[: min(rows, n)]
@@ -114,17 +116,9 @@ def split_diagnostics(method: Any, dataset: Any, rows: int) -> dict[str, float]:
     }
 
 
-@torch.no_grad()
 def encode_rows(method: Any, dataset: Any, rows: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (the head's dtype) and labels of ``dataset``'s ``rows``, encoder in eval mode."""
-    model = method.model
-    was_training = model.training
-    model.eval()
-    feats, labels = [], []
-    for start in range(0, len(rows), 256):
-        items = [dataset[int(i)] for i in rows[start : start + 256]]
-        x = torch.stack([it[0] for it in items]).to(method.device)
-        feats.append(model.forward_features(x).to(method.W.dtype))
-        labels.append(torch.tensor([int(it[1]) for it in items], device=method.device))
-    model.train(was_training)
-    return torch.cat(feats), torch.cat(labels)
+    """Features (the head's dtype, on its device) and labels of ``dataset``'s ``rows``, encoder
+    in eval mode (head_refit.extract_features)."""
+    loader = DataLoader(Subset(dataset, list(rows)), batch_size=256)
+    z, y = extract_features(method.model, loader, method.device)
+    return z.to(method.device, method.W.dtype), y.to(method.device)
