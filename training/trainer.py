@@ -260,6 +260,7 @@ class Trainer:
 
     def _epoch_row(self, sums, steps, n, c1, c5, seconds, n_images) -> dict[str, Any]:
         self._sync_replicas()
+        self.method.end_epoch()
         self.method.sync_head()
         world = distributed.world_size()
         if world > 1:  # counts add up over ranks; per-step values are averaged over ranks

@@ -32,19 +32,28 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "abrl-no-penalty": {"method": "abrl", "lambda_": 0.0},
     "abrl-first-order": {"method": "abrl", "hypergrad": "first-order"},
     "joint": {"method": "joint"},
-    # the inner problem over the training split (a feature memory) instead of each batch
+    # the inner problem per batch (the release before issue 23) or over the training split
+    "abrl-batch": {"method": "abrl", "inner_problem": "batch"},
     "abrl-memory": {"method": "abrl", "inner_problem": "memory"},
     # ... or SOBA-style amortized steps of the head and v
     "abrl-amortized": {"method": "abrl", "inner_problem": "amortized"},
+    # equal labels (issue 23): ABRL's encoder gets labels only through the validation split
+    # (1,000 rows of tiny-imagenet-100); this fine-tune's encoder through 1,000 train rows
+    "finetune-1k-labels": {"method": "finetune", "label_rows": 1000},
 }
 TABLE1_VARIANTS = ("finetune", "simclr", "abrl", "abrl-k-steps")
 TABLE2_VARIANTS = ("abrl", "abrl-k-steps", "abrl-no-penalty", "abrl-first-order", "joint")
 # transfer-cpu (issue 23): the paper's regime. SimCLR is left out: its pre-training would start
 # over from the pretrained backbone and cost a second schedule on 2 cores.
 PRESET_TABLES = {
+    # cpu-small (digits from scratch): the paper's grid plus the other two inner problems
+    "cpu-small": (
+        TABLE1_VARIANTS + ("abrl-memory", "abrl-batch"),
+        TABLE2_VARIANTS + ("abrl-batch",),
+    ),
     "transfer-cpu": (
-        ("finetune", "abrl", "abrl-memory", "abrl-amortized"),
-        ("abrl", "abrl-memory", "abrl-amortized", "abrl-no-penalty", "abrl-first-order", "joint"),
+        ("finetune", "abrl", "abrl-memory", "abrl-batch", "finetune-1k-labels"),
+        ("abrl", "abrl-no-penalty", "abrl-first-order", "joint", "abrl-batch"),
     ),
 }
 BASELINES = ("finetune", "simclr", "joint")  # joint runs on the ablation dataset only

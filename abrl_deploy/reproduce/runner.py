@@ -22,6 +22,12 @@ from .plan import Cell
 
 # Fields that may differ between a saved run and the plan without making the run another one.
 _IGNORED = {"data_dir", "workers", "device"}
+# ABRL's own fields: no other method reads them, so a fine-tune saved when ABRL's defaults were
+# other is the same run (the ridge and centring are not here: every method's refit head uses them)
+_ABRL_ONLY = {"hypergrad", "inner_problem", "memory_newton_steps", "head_refresh",
+              "memory_cg_iters", "amortized_lr", "split_diagnostic_rows", "inner_solve",
+              "inner_tol", "inner_max_iter", "inner_steps", "inner_lr", "solver", "cg_rtol",
+              "cg_max_iter", "val_batch_size"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,10 @@ class CellResult:
 
 
 def run_state(run_dir: Path) -> str:
-    """One of finished, partial (resumable) or empty."""
-    if (run_dir / WEIGHTS).is_file() and _read_card(run_dir) is not None:
-        return "finished"
+    """One of finished, card-only (finished elsewhere, brought back without its weights: enough
+    for a report), partial (resumable) or empty."""
+    if _read_card(run_dir) is not None:
+        return "finished" if (run_dir / WEIGHTS).is_file() else "card-only"
     if (run_dir / STATE).is_file():
         return "partial"
     return "empty"
@@ -62,9 +69,11 @@ def _check_same_config(cell: Cell, planned: dict[str, Any]) -> None:
     from abrl_deploy.training.config import load_config
 
     saved = load_config(cell.run_dir / CONFIG).to_dict()
+    unread = _ABRL_ONLY if planned.get("method") != "abrl" else set()
     diff = sorted(
-        k for k in planned if not _resolved_later(k, planned[k]) and saved.get(k) != planned[k]
-    )
+        k for k in planned
+        if k not in unread and not _resolved_later(k, planned[k]) and saved.get(k) != planned[k]
+    )  # fmt: skip
     if diff:
         shown = ", ".join(f"{k}: run has {saved.get(k)!r}, plan has {planned[k]!r}" for k in diff)
         raise ConfigError(
@@ -78,7 +87,7 @@ def _resolved_later(key: str, value: Any) -> bool:
     return key in _IGNORED or value is None or (key == "stem" and value == "auto")
 
 
-def run_cell(cell: Cell, *, force: bool) -> CellResult:
+def run_cell(cell: Cell, *, force: bool, report_only: bool = False) -> CellResult:
     """Train, resume or reuse one cell; returns the finished run's card metrics."""
     from abrl_deploy.training import train
 
@@ -87,7 +96,12 @@ def run_cell(cell: Cell, *, force: bool) -> CellResult:
     state = "empty" if force else run_state(cell.run_dir)
     if state != "empty":
         _check_same_config(cell, cfg.to_dict())
-    if state == "finished":
+    if state == "card-only" and not report_only:
+        raise ConfigError(
+            f"{cell.run_dir} has a card but no {WEIGHTS} (trained elsewhere, weights not brought "
+            "back?); report it with --report-only, or retrain with --force"
+        )
+    if state in ("finished", "card-only"):
         action = "reused"
     elif state == "partial":
         action = "resumed"
@@ -120,8 +134,8 @@ def run_grid(
     for i, cell in enumerate(cells):
         if progress:
             progress(cell, i, "running")
-        if train or run_state(cell.run_dir) == "finished":
-            results.append(run_cell(cell, force=force))
+        if train or run_state(cell.run_dir) in ("finished", "card-only"):
+            results.append(run_cell(cell, force=force, report_only=not train))
         if progress:
             progress(cell, i + 1, results[-1].action if results else "missing")
     return results

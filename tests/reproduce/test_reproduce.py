@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from abrl_deploy.cli import app
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.reproduce import ReproduceSpec, claims, reproduce
-from abrl_deploy.reproduce.plan import TABLE1_VARIANTS, TABLE2_VARIANTS, plan_grid
+from abrl_deploy.reproduce.plan import PRESET_TABLES, TABLE1_VARIANTS, TABLE2_VARIANTS, plan_grid
 
 S, R, U = claims.SUPPORTED, claims.REFUTED, claims.INCONCLUSIVE  # U: undecided
 # A preset small enough for a test: 40 digits of 8 px, one epoch of a few steps.
@@ -59,7 +59,7 @@ def test_methods_differ_only_in_their_own_fields(tmp_path):
 
     spec = ReproduceSpec(seeds=(3,), out=tmp_path, overrides=(("epochs", 2),))
     configs = {c.variant: build_config(c).to_dict() for c in plan_grid(spec)}
-    own = {"method", "lambda_", "hypergrad", "inner_solve"}
+    own = {"method", "lambda_", "hypergrad", "inner_solve", "inner_problem"}
     for variant, cfg in configs.items():
         assert cfg["seed"] == 3 and cfg["epochs"] == 2, variant
         same = {k: v for k, v in cfg.items() if k not in own}
@@ -68,6 +68,9 @@ def test_methods_differ_only_in_their_own_fields(tmp_path):
     assert configs["abrl-first-order"]["hypergrad"] == "first-order"
     assert configs["abrl-k-steps"]["inner_solve"] == "steps"
     assert configs["abrl"]["inner_solve"] == "newton"
+    assert configs["abrl"]["inner_problem"] == "amortized"
+    assert configs["abrl-memory"]["inner_problem"] == "memory"
+    assert configs["abrl-batch"]["inner_problem"] == "batch"
     assert configs["joint"]["method"] == "joint" and configs["simclr"]["method"] == "simclr"
 
 
@@ -77,20 +80,23 @@ def test_transfer_preset_is_the_pretrained_regime_with_the_memory_row(tmp_path):
 
     spec = ReproduceSpec(preset="transfer-cpu", seeds=(0, 1), out=tmp_path)
     cells = plan_grid(spec)
-    variants = {"finetune", "abrl", "abrl-memory", "abrl-amortized", "abrl-no-penalty",
-                "abrl-first-order", "joint"}  # fmt: skip
+    variants = {"finetune", "abrl", "abrl-memory", "abrl-batch", "finetune-1k-labels",
+                "abrl-no-penalty", "abrl-first-order", "joint"}  # fmt: skip
     assert {c.variant for c in cells} == variants and len(cells) == 2 * len(variants)
     assert all(c.config_file.name == "transfer-cpu.yaml" for c in cells)
     configs = {c.variant: build_config(c).to_dict() for c in cells if c.seed == 0}
-    own = {"method", "lambda_", "hypergrad", "inner_problem"}
+    own = {"method", "lambda_", "hypergrad", "inner_problem", "label_rows"}
     for variant, cfg in configs.items():
         assert cfg["pretrained"].endswith("resnet18-cifarstem-tinyimagenet-pretrain.safetensors")
         assert cfg["data_dir"].endswith("tiny-imagenet-100") and cfg["image_size"] == 32
+        assert cfg["grad_clip"] == 10.0  # every method alike
         same = {k: v for k, v in cfg.items() if k not in own}
         assert same == {k: v for k, v in configs["abrl"].items() if k not in own}, variant
     assert configs["abrl-memory"]["inner_problem"] == "memory"
-    assert configs["abrl-amortized"]["inner_problem"] == "amortized"
-    assert configs["abrl"]["inner_problem"] == "batch"
+    assert configs["abrl-batch"]["inner_problem"] == "batch"
+    assert configs["abrl"]["inner_problem"] == "amortized"  # the default
+    assert configs["finetune-1k-labels"]["label_rows"] == 1000
+    assert configs["finetune"]["label_rows"] is None
     given = ReproduceSpec(preset="transfer-cpu", seeds=(0,), out=tmp_path, data_dir="/data")
     assert all(dict(c.overrides)["data_dir"] == "/data" for c in plan_grid(given))
 
@@ -186,7 +192,8 @@ def test_latency_rows_come_from_the_bench_comparisons():
 # Constructed refit-head accuracies: ABRL beats fine-tune by exactly 4 points, SimCLR by exactly
 # 0.5 and joint by 3.5 at every seed, so the gain verdicts must be SUPPORTED, REFUTED, SUPPORTED.
 TOP1 = {"finetune": 80.0, "simclr": 83.5, "abrl": 84.0, "abrl-k-steps": 82.5,
-        "abrl-no-penalty": 82.0, "abrl-first-order": 81.0, "joint": 80.5}  # fmt: skip
+        "abrl-no-penalty": 82.0, "abrl-first-order": 81.0, "joint": 80.5, "abrl-memory": 70.0,
+        "abrl-batch": 75.0}  # fmt: skip
 # Own heads far from the refit ones, above it for the baselines and below it for ABRL: a report
 # that took one method's own head and another's refit head would change every verdict above.
 OWN_SHIFT = {"finetune": +10.0, "simclr": +10.0, "joint": +10.0}
@@ -195,6 +202,8 @@ OWN_SHIFT = {"finetune": +10.0, "simclr": +10.0, "joint": +10.0}
 def _variant(cfg) -> str:
     if cfg.method != "abrl":
         return cfg.method
+    if cfg.inner_problem != "amortized":
+        return f"abrl-{cfg.inner_problem}"
     if cfg.lambda_ == 0:
         return "abrl-no-penalty"
     if cfg.inner_solve == "steps":
@@ -266,7 +275,7 @@ def test_interrupted_grid_resumes_without_retraining(config_dir, tmp_path, monke
     calls.clear()
     second = _cli(config_dir, out, "--resume", "--no-latency", "--no-costs")
     assert second.exit_code == 0, second.output
-    assert len(calls) == 14 - 2  # two reused, one resumed, eleven trained
+    assert len(calls) == 18 - 2  # two reused, one resumed, fifteen trained (9 variants x 2 seeds)
     assert [c for c in calls if c[1]] == [(str(done[2].relative_to(out / "runs")), True)]
     assert {d: (d / "model.safetensors").stat().st_mtime_ns for d in done[:2]} == mtimes
     report = json.loads((out / "reproduce.json").read_text())
@@ -331,6 +340,41 @@ def test_report_only_reports_the_finished_runs_and_trains_nothing(
     assert "digits/abrl/seed1" in (out / "reproduce.md").read_text()
 
 
+def test_a_run_brought_back_without_weights_is_reported_not_reused_for_training(
+    config_dir, tmp_path, monkeypatch
+):
+    """A grid trained elsewhere (a GPU box) and brought back without its weights: --report-only
+    reads its cards; --resume refuses in one line instead of treating it as finished."""
+    import abrl_deploy.training as training
+
+    monkeypatch.setattr(training, "train", _fake_train)
+    out = tmp_path / "repro"
+    assert _cli(config_dir, out, "--no-latency", "--no-costs").exit_code == 0
+    for weights in (out / "runs").rglob("model.safetensors"):
+        weights.unlink()
+    monkeypatch.setattr(training, "train", None)
+    r = _cli(config_dir, out, "--report-only", "--no-latency", "--no-costs")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "reproduce.json").read_text())["missing"] == []
+    resumed = _cli(config_dir, out, "--resume", "--no-latency", "--no-costs")
+    assert resumed.exit_code == 2 and "has a card but no model.safetensors" in resumed.output
+
+
+def test_abrl_only_fields_do_not_make_a_baseline_another_run(config_dir, tmp_path, monkeypatch):
+    import abrl_deploy.training as training
+
+    monkeypatch.setattr(training, "train", _fake_train)
+    out = tmp_path / "repro"
+    assert _cli(config_dir, out, "--no-latency", "--no-costs").exit_code == 0
+    for variant, field in (("finetune", "inner_problem: memory"), ("abrl", "inner_problem: batch")):
+        cfg = out / "runs" / "digits" / variant / "seed0" / "config.yaml"
+        cfg.write_text(cfg.read_text().replace("inner_problem: amortized", field))
+    r = _cli(config_dir, out, "--report-only", "--no-latency", "--no-costs")
+    # the fine-tune run is the same run (no fine-tune reads inner_problem); the ABRL one is not
+    assert r.exit_code == 2 and "abrl/seed0 was trained with another config" in r.output
+    assert "finetune" not in r.output
+
+
 def test_cli_rejects_bad_seeds_in_one_line(tmp_path):
     r = CliRunner().invoke(app, ["reproduce", "--seeds", "0,a", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--seeds '0,a'" in r.output and "Traceback" not in r.output
@@ -349,9 +393,10 @@ def _check_report(out: Path, latency: bool, ks: list[int], rounds: int) -> dict:
     r = json.loads((out / "reproduce.json").read_text())
     for head in ("refit", "own"):
         tables = r["heads"][head]
-        assert list(tables["table1"]) == list(TABLE1_VARIANTS)
-        assert list(tables["table2"]) == list(TABLE2_VARIANTS)
-        for v in TABLE1_VARIANTS:
+        table1, table2 = PRESET_TABLES["cpu-small"]
+        assert list(tables["table1"]) == list(table1)
+        assert list(tables["table2"]) == list(table2)
+        for v in table1:
             cell = tables["table1"][v]["digits"]
             assert cell["n"] == 2 and set(cell["seeds"]) == {"0", "1"} and cell["paper"] is None
         assert tables["table2"]["abrl"]["paper"] == 81.9 and tables["table2"]["joint"]["n"] == 2

@@ -22,7 +22,7 @@ def tiny_method(**cfg_changes):
     encoder = nn.Sequential(nn.Flatten(), nn.Linear(12, D), nn.Tanh())
     model = Classifier(encoder, D, C).double()
     values = dict(method="abrl", solver="exact", lambda_=0.3, inner_steps=4, inner_lr=0.5,
-                  penalty_norm=False, inner_solve="steps")  # fmt: skip
+                  penalty_norm=False, inner_solve="steps", inner_problem="batch")  # fmt: skip
     cfg = TrainConfig(**{**values, **cfg_changes})
     return get_method("abrl")(cfg, model, None, torch.device("cpu"))
 

@@ -33,7 +33,16 @@ from abrl_deploy.training.trainer import Trainer, _check_batches
 
 WORLD = 2
 D, C = 8, 3
-ABRL = dict(method="abrl", lambda_=0.3, inner_steps=4, inner_lr=0.5, penalty_norm=False)
+# the batch problem: its head system is what ranks must gather rows for (amortized and memory
+# solve on the whole split; their rank-equivalence is not tested here)
+ABRL = dict(
+    method="abrl",
+    lambda_=0.3,
+    inner_steps=4,
+    inner_lr=0.5,
+    penalty_norm=False,
+    inner_problem="batch",
+)
 STEP_CONFIGS = {  # float64, so that 1e-8 separates right from wrong
     "abrl": dict(ABRL, solver="exact"),
     "abrl-cg": dict(ABRL, solver="cg", cg_rtol=1e-12, cg_max_iter=200),

@@ -139,7 +139,7 @@ def test_unrolled_needs_the_batch_problem():
 
     with pytest.raises(ConfigError, match="--inner-problem batch"):
         TrainConfig(hypergrad="unrolled", inner_solve="steps", inner_problem="memory")
-    TrainConfig(hypergrad="unrolled", inner_solve="steps")  # batch, the default
+    TrainConfig(hypergrad="unrolled", inner_solve="steps", inner_problem="batch")
 
 
 def test_a_memory_run_records_its_estimator_and_the_split_residual(tmp_path):
@@ -147,8 +147,10 @@ def test_a_memory_run_records_its_estimator_and_the_split_residual(tmp_path):
 
     from abrl_deploy.training import train
 
+    # grad_clip: unclipped, this tiny memory run diverged at step 6 (the memory's exact split
+    # hypergradient is large; README, "ABRL given its fair chance")
     cfg = TrainConfig(method="abrl", inner_problem="memory", epochs=2, limit=120, image_size=8,
-                      batch_size=32, device="cpu", data_cache="off")  # fmt: skip
+                      batch_size=32, device="cpu", data_cache="off", grad_clip=10.0)  # fmt: skip
     card = train(cfg, tmp_path / "run", quiet=True).card
     assert card.head["inner_problem"] == "memory" and card.config["inner_problem"] == "memory"
     split = card.head["split_diagnostics"]
@@ -225,3 +227,74 @@ def test_non_finite_split_diagnostics_are_a_warning(monkeypatch):
 
 def math_nan():
     return float("nan")
+
+
+def _digits_method(**changes):
+    from abrl_deploy.training.data import load_dataset
+    from abrl_deploy.training.models import build_classifier
+
+    splits = load_dataset("digits", limit=120, image_size=8)
+    values = dict(method="abrl", inner_problem="memory", device="cpu", split_diagnostic_rows=0)
+    cfg = TrainConfig(**{**values, **changes})
+    model = build_classifier("resnet18", splits.num_classes, stem="cifar")
+    return get_method("abrl")(cfg, model, splits, torch.device("cpu")), splits
+
+
+def test_the_memory_holds_every_row_and_a_solved_head_before_the_first_step():
+    """Without the fill the first steps solve a 64-row problem from a zero head (far from
+    stationary, where the implicit step is scaled by 1/ridge): a pretrained encoder broke."""
+    from abrl_deploy.training.methods.abrl import IndexedRows
+
+    method, splits = _digits_method()
+    rows = IndexedRows(splits.train)
+    x, y, i = (torch.stack([rows[k][0] for k in range(8)]), torch.tensor([rows[k][1] for k in
+               range(8)]), torch.arange(8))  # fmt: skip
+    xv, yv = (
+        torch.stack([splits.val[k][0] for k in range(4)]),
+        torch.tensor([splits.val[k][1] for k in range(4)]),
+    )
+    method.step((x, y, i), (xv, yv))
+    assert bool(method.memory.filled.all()), "the memory held only the first batch's rows"
+    fill = method.memory_fill
+    assert fill["rows"] == len(splits.train) and fill["residual_over_ridge"] <= method.cfg.inner_tol
+
+
+def test_the_epoch_end_refresh_is_the_eval_mode_split_and_its_solved_head():
+    from abrl_deploy.training.methods.diagnostics import encode_rows
+
+    method, splits = _digits_method()
+    n = len(splits.train_eval)
+    stale = torch.randn(n, method.model.feature_dim)  # a memory of another encoder
+    method.memory.update(torch.arange(n), stale, torch.tensor([splits.train_eval[k][1]
+                                                               for k in range(n)]))  # fmt: skip
+    method.end_epoch()
+    z, y = encode_rows(method, splits.train_eval, range(n))
+    assert torch.allclose(method.memory.z, z) and torch.equal(method.memory.y, y)
+    assert torch.allclose(method.feature_mean, z.mean(0))
+    residual = hg.inner_residual(z - z.mean(0), y, method.W, method.b, method.cfg.ridge)
+    assert residual <= 2 * method.cfg.inner_tol * method.cfg.ridge
+    assert method.refresh["staleness_median"] > 0.5  # the stale memory was measured as stale
+
+
+def test_no_refresh_when_turned_off():
+    method, splits = _digits_method(head_refresh=False)
+    method.end_epoch()
+    assert method.refresh is None and not bool(method.memory.filled.any())
+
+
+def test_equal_labels_fine_tune_sees_only_n_rows_for_as_many_steps():
+    from abrl_deploy.training.data import load_dataset
+    from abrl_deploy.training.models import build_classifier
+
+    splits = load_dataset("digits", limit=120, image_size=8)
+    cfg = TrainConfig(method="finetune", label_rows=10, device="cpu")
+    model = build_classifier("resnet18", splits.num_classes, stem="cifar")
+    method = get_method("finetune")(cfg, model, splits, torch.device("cpu"))
+    data = method.train_dataset(0)
+    assert len(data) == len(splits.train)  # the same steps per epoch as the full fine-tune
+    rows = [data.rows[i % len(data.rows)] for i in range(len(data))]  # the rows behind each item
+    assert len(set(rows)) == 10 and max(rows) < len(splits.train)
+    labels = [int(data[i][1]) for i in range(len(data))]
+    assert labels == [int(splits.train[r][1]) for r in rows]
+    with pytest.raises(Exception, match="label_rows"):
+        TrainConfig(method="abrl", label_rows=10)

@@ -51,6 +51,9 @@ class Method:
         """Forward, backward. Returns floats to log and, under "logits", the train-batch logits."""
         raise NotImplementedError
 
+    def end_epoch(self) -> None:
+        """Work once an epoch, after its last step and before the epoch's evaluation."""
+
     def sync_head(self) -> None:
         """Make ``model.head`` the head this method would deploy (ABRL keeps its own head)."""
 

@@ -85,6 +85,11 @@ class StepRecords:
 SPLIT_SAMPLE_SEED = 12345  # the same rows every epoch and for every estimator
 
 
+def split_sample(n: int, rows: int) -> np.ndarray:
+    """The fixed sample of the split-level diagnostics: the same rows every epoch and estimator."""
+    return np.random.default_rng(SPLIT_SAMPLE_SEED).permutation(n)[: min(rows, n)]
+
+
 @torch.no_grad()
 def split_diagnostics(method: Any, dataset: Any, rows: int) -> dict[str, float]:
     """The persistent head against the training split's problem, not the batch's.
@@ -95,10 +100,14 @@ def split_diagnostics(method: Any, dataset: Any, rows: int) -> dict[str, float]:
     from φ_t), and both heads' top-1 on the sample. A head solved on one batch is stationary there
     and far from stationary here: this is where that shows.
     """
+    z, y = encode_rows(method, dataset, split_sample(len(dataset), rows))
+    return head_against(method, z, y)
+
+
+@torch.no_grad()
+def head_against(method: Any, z: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """split_diagnostics on features already encoded (eval mode, not yet centred)."""
     cfg = method.cfg
-    n = len(dataset)
-    pick = np.random.default_rng(SPLIT_SAMPLE_SEED).permutation(n)[: min(rows, n)]
-    z, y = encode_rows(method, dataset, pick)
     z = z - method.feature_mean
     W, b = method.W, method.b
     residual = inner_residual(z, y, W, b, cfg.ridge)
@@ -106,7 +115,7 @@ def split_diagnostics(method: Any, dataset: Any, rows: int) -> dict[str, float]:
     gap = torch.cat([(W - best.W).flatten(), b - best.b]).norm()
     scale = torch.cat([best.W.flatten(), best.b]).norm().clamp_min(1e-12)
     return {
-        "rows": int(len(pick)),
+        "rows": int(len(y)),
         "residual_over_ridge": residual / cfg.ridge,
         "distance_to_optimum": (gap / scale).item(),
         "head_top1": 100.0 * (head_logits(z, W, b).argmax(1) == y).float().mean().item(),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+from torch.utils.data import Dataset
+
 from .base import Method, cross_entropy_step
 from .registry import register_method
 
@@ -12,9 +15,34 @@ from .registry import register_method
 class FinetuneMethod(Method):
     """Cross-entropy on encoder and head together."""
 
+    def train_dataset(self, epoch: int) -> Dataset:
+        """With ``label_rows`` N: the equal-labels baseline of issue 23. ABRL's encoder gets label
+        signal only through the validation split (1,000 rows on tiny-imagenet-100); this
+        fine-tune's encoder gets the labels of N train rows (a seeded pick), cycled to the split's
+        length so its steps, epochs and schedule are unchanged. The refit head still fits on every
+        train row, as ABRL's head does."""
+        train = self.splits.train
+        if self.cfg.label_rows is None or self.cfg.label_rows >= len(train):
+            return train
+        pick = np.random.default_rng(self.cfg.seed).permutation(len(train))[: self.cfg.label_rows]
+        return CycledRows(train, pick.tolist())
+
     def step(self, batch, val_batch) -> dict[str, Any]:
         x, y = batch
         return cross_entropy_step(self, x, y)
+
+
+class CycledRows(Dataset):
+    """``rows`` of ``dataset`` repeated to ``len(dataset)`` items."""
+
+    def __init__(self, dataset, rows: list[int]) -> None:
+        self.dataset, self.rows = dataset, rows
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset[self.rows[i % len(self.rows)]]
 
 
 @register_method("joint")
