@@ -141,4 +141,8 @@ def _deploy(card: dict[str, Any]) -> str | None:
     measured_on = record.get("machine")
     machine = measured_on.get("cpu", "?") if isinstance(measured_on, dict) else "?"
     speed_text = f", {speed:.2f}× PyTorch eager" if isinstance(speed, (int, float)) else ""
-    return f"{choice.get('backend')} in {precision}{speed_text}, chosen on {machine}; {here}"
+    images = record.get("chosen_on")
+    if not isinstance(images, str):  # records of abrl optimize before it chose on test images
+        images = "the validation split (an older abrl; ABRL's outer loss trains on it)"
+    return (f"{choice.get('backend')} in {precision}{speed_text}, chosen on {machine} from "
+            f"{images}; {here}")  # fmt: skip

@@ -24,7 +24,8 @@ def optimize(
         float,
         typer.Option(
             "--max-drop",
-            help="Top-1 points a variant may lose against PyTorch fp32, on the validation split.",
+            help="Top-1 points a variant may lose against PyTorch fp32, on the select images "
+            "(half of the test split, which no method trains on; the other half is reported).",
         ),
     ] = 0.5,  # fmt: skip
     batch: Annotated[int, typer.Option("--batch", help="Images per timed call.")] = 64,
@@ -48,11 +49,15 @@ def optimize(
             "--bf16", help="bf16 variants: auto (where the CPU has bf16 instructions), on or off."
         ),
     ] = "auto",  # fmt: skip
-    val_images: Annotated[
-        int | None, typer.Option("--val-images", help="Validation images (default: all).")
+    select_images: Annotated[
+        int | None,
+        typer.Option(
+            "--select-images", help="Images of the test split's select half (default: all)."
+        ),
     ] = None,
-    test_images: Annotated[
-        int | None, typer.Option("--test-images", help="Test images (default: all).")
+    holdout_images: Annotated[
+        int | None,
+        typer.Option("--holdout-images", help="Images of its holdout half (default: all)."),
     ] = None,
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", help="Measured seconds per variant, at least.")
@@ -75,7 +80,7 @@ def optimize(
     spec = OptimizeSpec(
         run_dir=run_dir, max_drop=max_drop, batch=batch, threads=threads,
         precisions=parse_names(precisions), backends=parse_names(backends), bf16=bf16,
-        val_images=val_images, test_images=test_images,
+        select_images=select_images, holdout_images=holdout_images,
         protocol=Protocol(min_seconds=min_seconds), data_dir=str(data_dir) if data_dir else None,
         force=force,
     )  # fmt: skip
@@ -94,7 +99,7 @@ def _print(report: dict, spec) -> None:
                   f"({escape(' '.join(env['cpu_flags']))})")  # fmt: skip
     table.add_column("variant", overflow="fold")
     table.add_column("runs in", overflow="fold")
-    for col in ("p50 ms", "speed-up [95% CI]", "val top-1", "test top-1", "ok"):
+    for col in ("p50 ms", "speed-up [95% CI]", "select top-1", "holdout top-1", "ok"):
         table.add_column(col, justify="right", no_wrap=True)
     for r in sorted(report["candidates"], key=lambda r: r["latency"]["p50_ms"]):
         s = r["speedup"]
@@ -102,12 +107,13 @@ def _print(report: dict, spec) -> None:
         name = f"[bold]{escape(r['label'])} ← chosen[/]" if r["chosen"] else escape(r["label"])
         table.add_row(name, escape(r["runtime_precision"]), f"{r['latency']['p50_ms']:.2f}",
                       f"{s['p50']:.2f}× [{s['low']:.2f}, {s['high']:.2f}]",
-                      f"{r['val']['top1']:.2f}", f"{r['test']['top1']:.2f}", ok)  # fmt: skip
+                      f"{r['select']['top1']:.2f}", f"{r['holdout']['top1']:.2f}", ok)  # fmt: skip
     console.print(table)
     console.print(
         escape(f"rule: fastest ONNX variant within {rule['max_drop']} points of PyTorch fp32's "
-               f"{rule['reference_val_top1']:.2f}% on {rule['val_images']} validation images "
-               f"(one image = {rule['points_per_val_image']:.2f} points); {rule['bf16']}"),
+               f"{rule['reference_select_top1']:.2f}% on {rule['select_images']} images, the "
+               f"{rule['chosen_on']} (one image = {rule['points_per_select_image']:.2f} "
+               f"points); {rule['bf16']}"),
         highlight=False, soft_wrap=True,
     )  # fmt: skip
     for s in report["skipped"]:
@@ -115,8 +121,8 @@ def _print(report: dict, spec) -> None:
                       soft_wrap=True)  # fmt: skip
     chosen = next(r for r in report["candidates"] if r["chosen"])
     console.print(
-        escape(f"chosen: {chosen['label']} ({chosen['runtime_precision']}): test top-1 "
-               f"{chosen['test']['top1']:.2f}%, {chosen['speedup']['p50']:.2f}× PyTorch eager "
+        escape(f"chosen: {chosen['label']} ({chosen['runtime_precision']}): holdout top-1 "
+               f"{chosen['holdout']['top1']:.2f}%, {chosen['speedup']['p50']:.2f}× PyTorch eager "
                f"fp32 measured in this run"),
         highlight=False, soft_wrap=True,
     )  # fmt: skip

@@ -91,11 +91,12 @@ def train(
     inner_problem: Annotated[
         InnerProblem | None,
         _opt(
-            "ABRL's inner problem: batch (the head solved on each batch), memory (the whole "
-            "training split through a memory of every row's features, a budget of Newton-CG "
-            "steps per step) or amortized (SOBA: the head and v take one stochastic step per "
-            "step, the head first fitted on the split); batch stays the default until another "
-            "wins on evidence (README) \\[default: batch].",
+            "ABRL's inner problem over the training split: amortized (SOBA: the head and v "
+            "take one stochastic step per step), memory (every row's features in memory, up to "
+            "5 Newton-CG steps per step) or batch (the head solved on each batch alone, the "
+            "release before issue 23); amortized and memory re-solve the head on the split each "
+            "epoch (head_refresh). amortized is the default on accuracy: transfer-cpu, 3 seeds, "
+            "refit top-1 28.1 against memory 7.2 and batch 15.2 (README) \\[default: amortized].",
             "--inner-problem",
         ),
     ] = None,

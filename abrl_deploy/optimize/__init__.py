@@ -1,6 +1,7 @@
 """``abrl optimize``: on the machine it runs on, build and time every deployment variant of a run
 (ONNX fp32/fp16/int8 on ONNX Runtime and OpenVINO, bf16 where the CPU has it), measure each one's
-accuracy on the validation split, and ship the fastest within an accuracy budget.
+accuracy on half of the test split (no method trains on it), and ship the fastest within an
+accuracy budget.
 
 Lazy: the Predictor reads ``record`` without loading the bench; ``run_optimize`` needs the train
 and export extras.

@@ -30,7 +30,9 @@ from .report import write_reports
 from .spec import OptimizeSpec
 
 SCHEMA = "abrl.optimize"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chosen on the test split's select half (1: on the validation split)
+# The images the choice is made on, named in every report and deploy record
+CHOSEN_ON = "select half of the test split"
 
 
 def run_optimize(spec: OptimizeSpec, progress: Progress = quiet) -> dict[str, Any]:
@@ -44,12 +46,12 @@ def run_optimize(spec: OptimizeSpec, progress: Progress = quiet) -> dict[str, An
     files, notes, skipped = ensure_files(spec, progress)
     candidates, not_planned = plan_candidates(spec, files)
     skipped += not_planned
-    progress("reading the validation and test images", None)
-    val = run_images(run_card, "val", spec.val_images or ALL, spec.data_dir)
-    test = run_images(run_card, "test", spec.test_images or ALL, spec.data_dir)
-    rows = _measure(candidates, files, val, test, spec, progress, skipped)
+    progress("reading the test split's select and holdout halves", None)
+    select = run_images(run_card, "select", spec.select_images or ALL, spec.data_dir)
+    holdout = run_images(run_card, "holdout", spec.holdout_images or ALL, spec.data_dir)
+    rows = _measure(candidates, files, select, holdout, spec, progress, skipped)
     reference = next(r for r in rows if r["label"] == REFERENCE)
-    mark_eligible(rows, reference["val"]["top1"], spec.max_drop)
+    mark_eligible(rows, reference["select"]["top1"], spec.max_drop)
     mark_frontier(rows)
     chosen = choose(rows)
     if not any(r["shippable"] for r in rows):
@@ -60,9 +62,11 @@ def run_optimize(spec: OptimizeSpec, progress: Progress = quiet) -> dict[str, An
     if chosen is None:
         raise ConfigError(
             f"no ONNX variant of {spec.run_dir} is within --max-drop {spec.max_drop} points of "
-            f"PyTorch's {reference['val']['top1']:.2f}% validation top-1; raise --max-drop"
+            f"PyTorch's {reference['select']['top1']:.2f}% top-1 on the select images; raise "
+            "--max-drop"
         )
-    report = _report(spec, rows, reference, chosen, notes, skipped, len(val[1]), len(test[1]))
+    report = _report(spec, rows, reference, chosen, notes, skipped, len(select[1]),
+                     len(holdout[1]))  # fmt: skip
     _write_deploy(spec, chosen, report)  # first: the reports describe the file written
     write_reports(report, spec)
     return report
@@ -74,13 +78,7 @@ def _run_card(run_dir: Path) -> ModelCard:
             f"{run_dir} is not a finished run directory (card.json and model.safetensors); "
             "give the folder abrl train wrote"
         )
-    card = ModelCard.load(run_dir / CARD)
-    if card.data_splits.get("val", 1) == 0:
-        raise ConfigError(
-            f"{run_dir} has no validation split (trained with --val-fraction 0); abrl optimize "
-            "chooses on it: retrain with --val-fraction 0.1"
-        )
-    return card
+    return ModelCard.load(run_dir / CARD)
 
 
 def _refuse_overwrite(spec: OptimizeSpec) -> None:
@@ -88,7 +86,7 @@ def _refuse_overwrite(spec: OptimizeSpec) -> None:
     refuse_overwrite(outputs, spec.force)
 
 
-def _measure(candidates: list[Candidate], files, val, test, spec: OptimizeSpec, progress,
+def _measure(candidates: list[Candidate], files, select, holdout, spec: OptimizeSpec, progress,
              skipped: list[dict[str, str]]) -> list[dict[str, Any]]:  # fmt: skip
     """Open every candidate, score it on both splits, then time all of them interleaved."""
     runners, staged, timings, scores = {}, {}, {}, {}
@@ -105,11 +103,11 @@ def _measure(candidates: list[Candidate], files, val, test, spec: OptimizeSpec, 
                 skipped.append({"candidate": c.label, "reason": first_line(exc)})
                 continue
             stack.callback(runner.close)
-            batch = timing_batch(val[0], spec.batch).astype(runner.input_spec.dtype)
+            batch = timing_batch(select[0], spec.batch).astype(runner.input_spec.dtype)
             staged[c.label], first_ms = first_call(runner, batch)
             timings[c.label] = Timing(load_seconds=load, first_call_ms=first_ms)
             progress(f"accuracy of {c.label}", None)
-            scores[c.label] = [predict_all(runner, x, spec.batch) for x in (val[0], test[0])]
+            scores[c.label] = [predict_all(runner, x, spec.batch) for x in (select[0], holdout[0])]
             runners[c.label] = runner
 
         def tick(message: str, fraction: float) -> None:
@@ -120,12 +118,13 @@ def _measure(candidates: list[Candidate], files, val, test, spec: OptimizeSpec, 
     ref_blocks = timings[REFERENCE].blocks
     by_label = {c.label: c for c in candidates}
     return [_row(by_label[label], files, timings[label], ref_blocks, scores[label],
-                 scores[REFERENCE][1], val[1], test[1], described[label], spec)
+                 scores[REFERENCE][1], select[1], holdout[1], described[label], spec)
             for label in runners]  # fmt: skip
 
 
-def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_test_logits, val_labels,
-         test_labels, runner: dict[str, Any], spec: OptimizeSpec) -> dict[str, Any]:  # fmt: skip
+def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_holdout_logits,
+         select_labels, holdout_labels, runner: dict[str, Any], spec: OptimizeSpec,
+         ) -> dict[str, Any]:  # fmt: skip
     stats = latency_stats(timing.samples_ms, spec.batch)
     # the reference against itself is 1 exactly (its bootstrap is degenerate, and costly)
     ci = ratio_ci(timing.blocks, ref_blocks, "p50") if c.label != REFERENCE else None
@@ -142,8 +141,9 @@ def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_test_logit
         "samples_ms": timing.blocks.tolist(),
         # latency(eager) / latency(this), from the paired ratio's bootstrap interval
         "speedup": speedup,
-        "val": accuracy(logits[0], val_labels), "test": accuracy(logits[1], test_labels),
-        "test_agreement": agreement(logits[1], ref_test_logits),
+        "select": accuracy(logits[0], select_labels),
+        "holdout": accuracy(logits[1], holdout_labels),
+        "holdout_agreement": agreement(logits[1], ref_holdout_logits),
     }  # fmt: skip
 
 
@@ -156,7 +156,7 @@ def _runtime_precision(c: Candidate, runner: dict[str, Any]) -> str:
     return {"fp32": "fp32", "fp16": "fp16", "int8": "int8 QDQ", "run": "fp32"}[c.file]
 
 
-def _report(spec, rows, reference, chosen, notes, skipped, n_val, n_test) -> dict[str, Any]:
+def _report(spec, rows, reference, chosen, notes, skipped, n_select, n_holdout) -> dict[str, Any]:
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "abrl_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -164,12 +164,14 @@ def _report(spec, rows, reference, chosen, notes, skipped, n_val, n_test) -> dic
         "protocol": {**spec.protocol.to_dict(), "batch": spec.batch, "threads": spec.threads},
         "rule": {
             "max_drop": spec.max_drop, "reference": REFERENCE,
-            "reference_val_top1": reference["val"]["top1"], "val_images": n_val,
-            "test_images": n_test, "points_per_val_image": 100 / n_val,
+            "reference_select_top1": reference["select"]["top1"], "select_images": n_select,
+            "holdout_images": n_holdout, "points_per_select_image": 100 / n_select,
+            "chosen_on": CHOSEN_ON,
             "bf16": bf16_decision(spec)[1],
-            "text": "chosen on the validation split: the fastest shippable variant (median "
-                    "latency) whose top-1 is at most max_drop points below the reference's; "
-                    "the test split is reported, never used to choose",
+            "text": "chosen on the select half of the test split (no method of the run trained "
+                    "on it; ABRL's outer loss trains on the validation split): the fastest "
+                    "shippable variant (median latency) whose top-1 is at most max_drop points "
+                    "below the reference's; the holdout half is reported, never used to choose",
         },
         "notes": notes, "skipped": skipped,
         "candidates": rows, "chosen": chosen["label"],
@@ -191,8 +193,9 @@ def _write_deploy(spec: OptimizeSpec, chosen: dict[str, Any], report) -> None:
         "source": source.name, "machine": report["machine"],
         "batch": spec.batch, "p50_ms": chosen["latency"]["p50_ms"],
         "speedup_vs_torch_eager": chosen["speedup"]["p50"],
-        "val_top1": chosen["val"]["top1"], "test_top1": chosen["test"]["top1"],
-        "reference_val_top1": report["rule"]["reference_val_top1"],
+        "chosen_on": CHOSEN_ON,
+        "select_top1": chosen["select"]["top1"], "holdout_top1": chosen["holdout"]["top1"],
+        "reference_select_top1": report["rule"]["reference_select_top1"],
         "max_drop": spec.max_drop, "report": OPTIMIZE_REPORTS["json"], "created": report["created"],
     }  # fmt: skip
     embed_card(source, card.replace(deploy=record), dst=spec.deploy_path)

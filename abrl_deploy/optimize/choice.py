@@ -1,9 +1,9 @@
 """The choice rule, on measured rows: pure functions, so the rule is tested apart from timing.
 
-Eligible: a shippable row whose validation top-1 is at most ``max_drop`` points below the
-reference's (PyTorch eager fp32 on the same images). Chosen: the eligible row with the lowest
-median latency. The frontier: rows no other row beats on both median latency and validation
-top-1 (lower-or-equal latency and higher-or-equal top-1, one of them strictly).
+Eligible: a shippable row whose top-1 on the select images (half of the test split) is at most
+``max_drop`` points below the reference's (PyTorch eager fp32 on the same images). Chosen: the
+eligible row with the lowest median latency. The frontier: rows no other row beats on both median
+latency and select top-1 (lower-or-equal latency and higher-or-equal top-1, one strictly).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any
 
 def mark_eligible(rows: list[dict[str, Any]], reference_top1: float, max_drop: float) -> None:
     for r in rows:
-        r["val_drop"] = reference_top1 - r["val"]["top1"]
+        r["select_drop"] = reference_top1 - r["select"]["top1"]
         # 1e-9: a drop of exactly max_drop passes despite float rounding of percentages
-        r["eligible"] = bool(r["shippable"] and r["val_drop"] <= max_drop + 1e-9)
+        r["eligible"] = bool(r["shippable"] and r["select_drop"] <= max_drop + 1e-9)
 
 
 def mark_frontier(rows: list[dict[str, Any]]) -> None:
     def beats(a: dict, b: dict) -> bool:
         la, lb = a["latency"]["p50_ms"], b["latency"]["p50_ms"]
-        ta, tb = a["val"]["top1"], b["val"]["top1"]
+        ta, tb = a["select"]["top1"], b["select"]["top1"]
         return la <= lb and ta >= tb and (la < lb or ta > tb)
 
     for r in rows:

@@ -1,4 +1,4 @@
-"""The optimize report: JSON (the data), Markdown (a table to read) and a plot of validation
+"""The optimize report: JSON (the data), Markdown (a table to read) and a plot of select
 accuracy against latency with the frontier and the choice marked."""
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['protocol']['threads'] or 'runtime default'}; {report['created']}.",
         "",
         f"Rule: {rule['text']}. Reference {rule['reference']}: "
-        f"{rule['reference_val_top1']:.2f}% on {rule['val_images']} validation images (one "
-        f"image = {rule['points_per_val_image']:.2f} points); max drop {rule['max_drop']} points.",
+        f"{rule['reference_select_top1']:.2f}% on {rule['select_images']} select images, the "
+        f"{rule['chosen_on']} (one image = {rule['points_per_select_image']:.2f} points); max "
+        f"drop {rule['max_drop']} points; reported on the other {rule['holdout_images']}.",
         f"{rule['bf16']}.",
         "",
-        "| variant | runs in | p50 ms | speed-up vs eager [95% CI] | val top-1 | test top-1 "
+        "| variant | runs in | p50 ms | speed-up vs eager [95% CI] | select top-1 | holdout top-1 "
         "| eligible | frontier |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -52,8 +53,8 @@ def markdown(report: dict[str, Any]) -> str:
         eligible = eligibility(r)
         lines.append(
             f"| {name} | {r['runtime_precision']} | {r['latency']['p50_ms']:.2f} | "
-            f"{s['p50']:.2f}× [{s['low']:.2f}, {s['high']:.2f}] | {r['val']['top1']:.2f} | "
-            f"{r['test']['top1']:.2f} | {eligible} | {'yes' if r['frontier'] else ''} |"
+            f"{s['p50']:.2f}× [{s['low']:.2f}, {s['high']:.2f}] | {r['select']['top1']:.2f} | "
+            f"{r['holdout']['top1']:.2f} | {eligible} | {'yes' if r['frontier'] else ''} |"
         )
     lines += ["", f"Shipped: `{report['deploy']}` ({report['chosen']})."]
     for note in report["notes"]:
@@ -78,7 +79,7 @@ def write_plot(report: dict[str, Any], spec: OptimizeSpec) -> None:
     # numbered points, named in the legend: variants often tie on accuracy, and labels beside
     # the points would overwrite each other
     for i, r in enumerate(rows, 1):
-        x, y = r["latency"]["p50_ms"], r["val"]["top1"]
+        x, y = r["latency"]["p50_ms"], r["select"]["top1"]
         style = {"marker": "*", "s": 260, "color": "tab:red"} if r["chosen"] else {
             "marker": "o" if r["shippable"] else "s", "s": 50,
             "color": "tab:blue" if r["shippable"] else "tab:gray"}  # fmt: skip
@@ -87,12 +88,12 @@ def write_plot(report: dict[str, Any], spec: OptimizeSpec) -> None:
         ax.annotate(str(i), (x, y), fontsize=8, xytext=(0, 7 + 9 * (i % 3)),
                     textcoords="offset points", ha="center")  # fmt: skip
     front = [r for r in rows if r["frontier"]]
-    ax.step([r["latency"]["p50_ms"] for r in front], [r["val"]["top1"] for r in front],
+    ax.step([r["latency"]["p50_ms"] for r in front], [r["select"]["top1"] for r in front],
             where="post", color="tab:green", zorder=2)  # fmt: skip
-    ax.scatter([r["latency"]["p50_ms"] for r in front], [r["val"]["top1"] for r in front],
+    ax.scatter([r["latency"]["p50_ms"] for r in front], [r["select"]["top1"] for r in front],
                s=160, facecolors="none", edgecolors="tab:green", zorder=4,
                label="on the frontier (nothing faster and more accurate)")  # fmt: skip
-    floor = report["rule"]["reference_val_top1"] - report["rule"]["max_drop"]
+    floor = report["rule"]["reference_select_top1"] - report["rule"]["max_drop"]
     ax.axhline(
         floor,
         color="tab:orange",
@@ -101,7 +102,7 @@ def write_plot(report: dict[str, Any], spec: OptimizeSpec) -> None:
     )
     ax.set_xscale("log")
     ax.set_xlabel(f"p50 latency per batch of {report['protocol']['batch']}, ms (log)")
-    ax.set_ylabel(f"validation top-1, % ({report['rule']['val_images']} images)")
+    ax.set_ylabel(f"select top-1, % ({report['rule']['select_images']} test images)")
     ax.set_title(f"{report['environment']['cpu']}: accuracy against latency")
     ax.margins(x=0.2, y=0.1)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)

@@ -17,14 +17,14 @@ BF16 = ("auto", "on", "off")
 @dataclass(frozen=True)
 class OptimizeSpec:
     run_dir: Path
-    max_drop: float = 0.5  # top-1 points on the validation split, against PyTorch fp32
+    max_drop: float = 0.5  # top-1 points on the select images, against PyTorch fp32
     batch: int = 64
     threads: int | None = None
     precisions: tuple[str, ...] = PRECISIONS
     backends: tuple[str, ...] = BACKENDS
     bf16: str = "auto"  # bf16 candidates: "auto" only where the CPU has bf16 instructions
-    val_images: int | None = None  # None: the whole validation split
-    test_images: int | None = None  # None: the whole test split
+    select_images: int | None = None  # None: the whole select half of the test split
+    holdout_images: int | None = None  # None: the whole holdout half
     protocol: Protocol = field(default_factory=Protocol)
     data_dir: str | None = None
     force: bool = False
@@ -44,7 +44,8 @@ class OptimizeSpec:
                 p.append(f"{name} {','.join(given)}: choose from {','.join(known)}")
         if self.bf16 not in BF16:
             p.append(f"--bf16 {self.bf16}: use auto, on or off")
-        for name, n in (("--val-images", self.val_images), ("--test-images", self.test_images)):
+        for name, n in (("--select-images", self.select_images),
+                        ("--holdout-images", self.holdout_images)):  # fmt: skip
             if n is not None and n < 1:
                 p.append(f"{name} {n} must be >= 1")
         if p:

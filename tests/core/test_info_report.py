@@ -46,7 +46,12 @@ def test_the_deploy_record_says_whether_it_matches_this_machine():
     assert ("matches this machine" in line) == bool(here["cpu_flags"])
     other = dict(record, machine={"cpu": "Elsewhere", "cpu_flags": ["avx2"], "gpus": []})
     line = report(describe(card_for().replace(deploy=other)))["deploy record"]
-    assert "chosen on Elsewhere; does not apply here" in line
+    assert "chosen on Elsewhere from the validation split (an older abrl" in line
+    assert "does not apply here" in line
+    # the images it was chosen on: named by the record, or said to be the old rule's
+    new = dict(record, chosen_on="select half of the test split")
+    line = report(describe(card_for().replace(deploy=new)))["deploy record"]
+    assert "from select half of the test split;" in line
 
 
 def test_a_damaged_deploy_record_is_reported_not_raised():

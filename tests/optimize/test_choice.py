@@ -12,7 +12,7 @@ from abrl_deploy.optimize.spec import OptimizeSpec
 
 
 def row(label, ms, top1, shippable=True):
-    return {"label": label, "latency": {"p50_ms": ms}, "val": {"top1": top1},
+    return {"label": label, "latency": {"p50_ms": ms}, "select": {"top1": top1},
             "shippable": shippable}  # fmt: skip
 
 
@@ -37,7 +37,7 @@ def test_a_drop_of_exactly_max_drop_is_allowed_and_a_larger_budget_admits_more()
 def test_a_variant_more_accurate_than_the_reference_is_eligible():
     rows = [row(REFERENCE, 300, 90.0, False), row("int8", 50, 91.0)]
     mark_eligible(rows, 90.0, 0.5)
-    assert rows[1]["val_drop"] == pytest.approx(-1.0) and choose(rows)["label"] == "int8"
+    assert rows[1]["select_drop"] == pytest.approx(-1.0) and choose(rows)["label"] == "int8"
 
 
 def test_nothing_eligible_chooses_nothing():
@@ -101,7 +101,7 @@ def test_a_variant_whose_file_was_not_built_is_skipped_with_the_reason(tmp_path)
     "kwargs, message",
     [({"max_drop": -1}, "--max-drop"), ({"precisions": ("int4",)}, "--precisions"),
      ({"backends": ()}, "--backends"), ({"bf16": "yes"}, "--bf16"),
-     ({"val_images": 0}, "--val-images"), ({"batch": 0}, "--batch")],
+     ({"select_images": 0}, "--select-images"), ({"batch": 0}, "--batch")],
 )  # fmt: skip
 def test_bad_options_are_refused_with_the_flag_named(tmp_path, kwargs, message):
     from abrl_deploy.errors import ConfigError
