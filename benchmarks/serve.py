@@ -1,7 +1,7 @@
 """Throughput and latency of ``abrl serve`` on loopback, beside the ``Predictor`` in-process.
 
     .venv/bin/python benchmarks/serve.py [MODEL] [--requests 200] [--clients 4] [--batch 64]
-        [--backend auto] [--threads N] [--workers 1] [--iters 30] [--out FILE]
+        [--backend auto] [--threads N] [--workers 1] [--concurrency 1] [--iters 30] [--out FILE]
 
 MODEL is an exported .onnx with an abrl card [default: runs/demo-abrl/model.onnx, from
 ``make demo``]. The images are ``--batch`` random PNGs of the card's input size. First the
@@ -62,7 +62,8 @@ def predictor_latency(predictor: Predictor, paths: list[Path], iters: int) -> tu
 def start_server(args, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "abrl_deploy.cli", "serve", str(args.model), "--port", str(port),
            "--backend", args.backend, "--workers", str(args.workers),
-           "--max-batch", str(max(args.batch, 64)), "--max-body-mb", "256"]  # fmt: skip
+           "--max-batch", str(max(args.batch, 64)), "--max-body-mb", "256",
+           "--concurrency", str(args.concurrency)]  # fmt: skip
     if args.threads is not None:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -123,6 +124,7 @@ def main() -> None:
     p.add_argument("--backend", default="auto")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--concurrency", type=int, default=1, help="abrl serve --concurrency")
     p.add_argument("--iters", type=int, default=30, help="timed Predictor calls")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/serve.json"))
     args = p.parse_args()

@@ -30,12 +30,20 @@ def serve(
     max_batch: Annotated[
         int, typer.Option("--max-batch", help="Most images in one request (413 above).")
     ] = 64,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            help="Model calls at once per worker (decoding of other requests goes on "
+            "meanwhile); 1 because a CPU session already uses every thread.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve POST /v1/predict, POST /v1/embed, GET /v1/model and GET /healthz over HTTP."""
     from abrl_deploy.serve import ServeConfig, run_server
 
     config = ServeConfig(
         model=str(model), host=host, port=port, workers=workers, backend=backend,
-        threads=threads, max_body_mb=max_body_mb, max_batch=max_batch,
+        threads=threads, max_body_mb=max_body_mb, max_batch=max_batch, concurrency=concurrency,
     )  # fmt: skip
     run_server(config)

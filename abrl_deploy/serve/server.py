@@ -37,6 +37,9 @@ class ServeConfig:
     threads: int | None = None
     max_body_mb: float = 16.0
     max_batch: int = 64
+    # Model calls at once per worker; decoding and parsing of other requests go on meanwhile.
+    # 1: a CPU session already uses every thread, and concurrent calls oversubscribe the cores.
+    concurrency: int = 1
 
     def __post_init__(self) -> None:
         problems = []
@@ -50,6 +53,8 @@ class ServeConfig:
             problems.append(f"--max-body-mb {self.max_body_mb} must be > 0")
         if self.max_batch < 1:
             problems.append(f"--max-batch {self.max_batch} must be >= 1")
+        if self.concurrency < 1:
+            problems.append(f"--concurrency {self.concurrency} must be >= 1")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -81,7 +86,8 @@ def build_app(config: ServeConfig) -> Any:
     from abrl_deploy.serve.app import create_app
 
     predictor = Predictor(config.model, backend=config.backend, threads=config.threads)
-    return create_app(predictor, max_body_bytes=config.max_body_bytes, max_batch=config.max_batch)
+    return create_app(predictor, max_body_bytes=config.max_body_bytes, max_batch=config.max_batch,
+                      concurrency=config.concurrency)  # fmt: skip
 
 
 def app_from_env() -> Any:
@@ -102,7 +108,8 @@ def run_server(config: ServeConfig) -> None:
     app = build_app(config)
     print(
         f"abrl serve: {config.model} on {app.state.predictor.backend}, "
-        f"{config.workers} worker(s), at most {config.max_batch} images and "
+        f"{config.workers} worker(s), {config.concurrency} model call(s) at once per worker "
+        f"(--concurrency), at most {config.max_batch} images and "
         f"{config.max_body_mb:g} MB per request; API docs at http://{config.host}:{config.port}"
         "/docs",
         file=sys.stderr,

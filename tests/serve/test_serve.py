@@ -376,3 +376,45 @@ def test_cli_without_fastapi_is_one_line_install_hint(model):
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "fastapi" in lines[0] and "pip install 'abrl[serve]'" in lines[0]
+
+
+class _CountingPredictor:
+    """Wraps a Predictor; records the most model calls that were running at once."""
+
+    def __init__(self, inner) -> None:
+        self._inner, self._lock, self.running, self.most = inner, threading.Lock(), 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def predict(self, x, top_k=5):
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.2)  # long enough for every client's request to be waiting
+        try:
+            return self._inner.predict(x, top_k=top_k)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_model_calls_at_once_are_bounded_by_concurrency(predictor, images, concurrency):
+    """Issue 20: unbounded, concurrent requests ran concurrent CPU sessions that oversubscribed
+    the cores; the server runs at most --concurrency model calls (decoding goes on beside)."""
+    counting = _CountingPredictor(predictor)
+    app = create_app(counting, max_body_bytes=MAX_BODY, max_batch=MAX_BATCH,
+                     concurrency=concurrency)  # fmt: skip
+    with serving(app) as base:
+        files = [("file", (p.name, p.read_bytes(), "image/png")) for p in images]
+        codes: list[int] = []
+        threads = [threading.Thread(target=lambda: codes.append(
+            httpx.post(f"{base}/v1/predict", files=files, timeout=60).status_code))
+            for _ in range(4)]  # fmt: skip
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert codes == [200] * 4
+    assert counting.most == concurrency
