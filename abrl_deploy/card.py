@@ -47,6 +47,8 @@ class ModelCard:
     # What abrl optimize chose on the machine it ran on: backend, precision, speed, accuracy
     deploy: dict[str, Any] = field(default_factory=dict)
     schema_version: int = CARD_SCHEMA_VERSION
+    # Fields of a newer abrl: kept (written back) and ignored
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,35 +69,38 @@ class ModelCard:
         for optional in ("deploy", "training"):  # cards without them stay readable by abrl
             if not data[optional]:  # versions that predate the field
                 del data[optional]
-        return data
+        extra = data.pop("extra")
+        return {**extra, **data}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
+        """A card from JSON data, every field checked against its type and bounds (one line
+        naming the field and what was expected). Fields this abrl does not know (a newer abrl
+        wrote them) are kept under ``extra``, written back by ``to_dict`` and otherwise ignored."""
         if not isinstance(data, dict):
             raise AbrlError(f"model card must be a JSON object, got {type(data).__name__}")
-        version = data.get("schema_version", 0)
-        if not isinstance(version, int):
-            raise AbrlError(f"model card schema_version is {version!r}, expected an integer")
-        if version > CARD_SCHEMA_VERSION:
-            raise AbrlError(
-                f"model card schema {version} is newer than this abrl understands "
-                f"({CARD_SCHEMA_VERSION}); upgrade abrl"
-            )
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise AbrlError(f"model card has unknown fields {unknown}; upgrade abrl")
-        values = dict(data)
-        try:
-            for name in ("class_names", "mean", "std"):
-                if name in values:
-                    values[name] = tuple(values[name])
-            return cls(**values)
-        except (TypeError, ValueError) as exc:
-            raise AbrlError(f"model card is incomplete: {exc}") from None
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        if isinstance(data.get("extra"), dict):  # a card this abrl wrote with extras
+            extra = {**data["extra"], **{k: v for k, v in extra.items() if k != "extra"}}
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.name in known and f.name not in values
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]  # fmt: skip
+        if missing:
+            raise AbrlError(f"model card is missing {', '.join(missing)}: a card of abrl train "
+                            "or abrl bench --save-card has them")  # fmt: skip
+        for name, value in values.items():
+            problem = _field_problem(name, value)
+            if problem:
+                raise AbrlError(f"model card field {name!r} is {_short(value)}: expected {problem}")
+        for name in ("class_names", "mean", "std"):
+            values[name] = tuple(values[name])
+        return cls(**values, extra=extra)
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
@@ -136,3 +141,54 @@ class ModelCard:
 
     def replace(self, **changes: Any) -> ModelCard:
         return dataclasses.replace(self, **changes)
+
+
+# Each field's type and bounds as read from JSON (lists stand for tuples). Checked here, where a
+# card is read, so a damaged or foreign card is one line naming the field, never a traceback.
+_DICT = "a JSON object"
+_FIELD_RULES: dict[str, tuple[str, Any]] = {
+    "method": ("a string", lambda v: isinstance(v, str)),
+    "backbone": ("a string", lambda v: isinstance(v, str)),
+    "num_classes": ("an integer from 1 to 1,000,000", lambda v: _int(v, 1, 10**6)),
+    "class_names": ("a list of strings", lambda v: isinstance(v, (list, tuple))
+                    and all(isinstance(x, str) for x in v)),
+    "input_size": ("an integer from 1 to 16,384", lambda v: _int(v, 1, 16384)),
+    "mean": ("3 numbers", lambda v: _numbers(v, 3)),
+    "std": ("3 numbers", lambda v: _numbers(v, 3)),
+    "layout": ("'NCHW' or 'NHWC'", lambda v: v in ("NCHW", "NHWC")),
+    "feature_dim": ("an integer from 1 to 1,000,000 or null",
+                    lambda v: v is None or _int(v, 1, 10**6)),
+    "dataset": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "preprocessing": (_DICT, lambda v: isinstance(v, dict)),
+    "data_splits": ("an object of non-negative integers", lambda v: isinstance(v, dict)
+                    and all(_int(x, 0, 10**12) for x in v.values())),
+    "seed": ("an integer or null", lambda v: v is None or _int(v, -(2**63), 2**64)),
+    "config": (_DICT, lambda v: isinstance(v, dict)),
+    "metrics": (_DICT, lambda v: isinstance(v, dict)),
+    "head": (_DICT, lambda v: isinstance(v, dict)),
+    "versions": (_DICT, lambda v: isinstance(v, dict)),
+    "checkpoint_sha256": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "export": (_DICT, lambda v: isinstance(v, dict)),
+    "training": (_DICT, lambda v: isinstance(v, dict)),
+    "deploy": (_DICT, lambda v: isinstance(v, dict)),  # its own reader: optimize/record.py
+    "schema_version": ("a non-negative integer", lambda v: _int(v, 0, 10**6)),
+}  # fmt: skip
+
+
+def _int(v: Any, low: int, high: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+def _numbers(v: Any, n: int) -> bool:
+    numbers = isinstance(v, (list, tuple)) and len(v) == n
+    return numbers and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    expected, ok = _FIELD_RULES[name]
+    return None if ok(value) else expected
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -115,3 +115,16 @@ def test_predict_runs_the_model_with_the_saved_card(border):
                             "--json", "--backend", "ort-cpu"])  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["class_ids"][0] == int(files[0].parent.name[-1])
+    # a --card missing fields or with a wrong type: one line naming the field, exit 1
+    broken = border["root"] / "broken.card.json"
+    data = json.loads(card.read_text())
+    for damage, says in (
+        (lambda d: d.pop("method"), "model card is missing method"),
+        (lambda d: d.update(input_size="32"), "'input_size' is \"32\""),
+    ):
+        bad = dict(data)
+        damage(bad)
+        broken.write_text(json.dumps(bad))
+        r = runner.invoke(app, ["predict", str(border["model"]), str(files[0]), "--card",
+                                str(broken), "--backend", "ort-cpu"])  # fmt: skip
+        assert r.exit_code == 1 and says in r.output and "Traceback" not in r.output, r.output

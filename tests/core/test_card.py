@@ -44,12 +44,41 @@ def test_invalid_card_is_rejected(changes, fragment):
         make_card(**changes)
 
 
-def test_newer_schema_and_unknown_fields_are_refused():
+def test_fields_of_a_newer_abrl_are_kept_and_ignored():
     data = make_card().to_dict()
-    with pytest.raises(AbrlError, match="newer"):
-        ModelCard.from_dict({**data, "schema_version": CARD_SCHEMA_VERSION + 1})
-    with pytest.raises(AbrlError, match="unknown fields"):
-        ModelCard.from_dict({**data, "surprise": 1})
+    newer = {**data, "schema_version": CARD_SCHEMA_VERSION + 1, "surprise": {"a": 1}}
+    card = ModelCard.from_dict(newer)
+    assert card.extra == {"surprise": {"a": 1}} and card.num_classes == data["num_classes"]
+    assert card.to_dict() == newer  # written back as read
+    assert ModelCard.from_json(card.to_json()) == card
+
+
+# A corpus of damaged cards: each is one line naming the field and what was expected.
+DAMAGED = [
+    (lambda d: d.pop("num_classes"), "missing num_classes"),
+    (lambda d: d.pop("mean") and d.pop("std"), "missing mean, std"),
+    (lambda d: d.update(num_classes="ten"), "'num_classes' is \"ten\": expected an integer"),
+    (lambda d: d.update(num_classes=True), "'num_classes' is true: expected an integer"),
+    (lambda d: d.update(num_classes=10**30), "'num_classes' is 1000000000000000000000000000000"),
+    (lambda d: d.update(input_size=-3), "'input_size' is -3: expected an integer from 1"),
+    (lambda d: d.update(mean={"r": 0.5}), "'mean' is {\"r\": 0.5}: expected 3 numbers"),
+    (lambda d: d.update(std=[1, 2]), "'std' is \\[1, 2\\]: expected 3 numbers"),
+    (lambda d: d.update(class_names="abc"), "'class_names' is \"abc\": expected a list of strings"),
+    (lambda d: d.update(head=[1, 2]), "'head' is \\[1, 2\\]: expected a JSON object"),
+    (lambda d: d.update(data_splits={"train": -1}), "'data_splits' .* non-negative integers"),
+    (lambda d: d.update(layout=None), "'layout' is null: expected 'NCHW' or 'NHWC'"),
+    (lambda d: d.update(schema_version="1"), "'schema_version' is \"1\""),
+    (lambda d: d.update(feature_dim=1.5), "'feature_dim' is 1.5: expected an integer"),
+]
+
+
+@pytest.mark.parametrize("damage, fragment", DAMAGED)
+def test_a_damaged_card_is_one_line_naming_the_field(damage, fragment):
+    data = make_card().to_dict()
+    damage(data)
+    with pytest.raises(AbrlError, match=fragment) as err:
+        ModelCard.from_dict(data)
+    assert "\n" not in str(err.value) and "__init__" not in str(err.value)
 
 
 def test_missing_card_names_the_path(tmp_path):
