@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from abrl_deploy.artifacts import STATE
 from abrl_deploy.card import ModelCard
-from abrl_deploy.errors import ConfigError
+from abrl_deploy.errors import ConfigError, RunDirError, first_line
 
 from . import checkpoint as ckpt
 from . import distributed
@@ -306,12 +307,29 @@ class Trainer:
         ckpt.write_metrics(self.out, self.history)
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.method.load_state_dict(state["method"])
-        self.history = list(state["history"])
-        self.epoch = int(state["epoch"])
+        """Continue from a state.pt; a damaged or foreign one is one line, never a traceback."""
+        epoch = state.get("epoch") if isinstance(state, dict) else None
+        if (
+            not isinstance(epoch, int)
+            or isinstance(epoch, bool)
+            or not 0 <= epoch <= self.cfg.epochs
+        ):
+            raise RunDirError(
+                f"{STATE} is not a checkpoint of this run: its epoch is {epoch!r}, expected an "
+                f"integer from 0 to {self.cfg.epochs}; start over with --force"
+            )
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.method.load_state_dict(state["method"])
+            self.history = list(state["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            raise RunDirError(
+                f"{STATE} does not fit this run ({type(exc).__name__}: {first_line(exc, 160)}); "
+                "start over with --force"
+            ) from None
+        self.epoch = epoch
 
 
 def _tensors(state: Any) -> list[torch.Tensor]:

@@ -73,3 +73,27 @@ def test_resume_refuses_new_options_and_missing_state(tmp_path):
     proc = abrl("--out", str(tmp_path / "none"), "--resume")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 2 and b"state.pt does not exist" in out
+
+
+def test_a_damaged_state_is_one_line_not_a_traceback(tmp_path):
+    """state.pt is read back: a foreign or damaged one names what is wrong (issue 20)."""
+    import torch
+
+    from abrl_deploy.errors import RunDirError
+    from abrl_deploy.training import TrainConfig, train
+
+    cfg = TrainConfig(method="finetune", epochs=1, limit=40, batch_size=8, image_size=8,
+                      device="cpu", data_cache="off")  # fmt: skip
+    out = tmp_path / "run"
+    train(cfg, out, quiet=True)
+    good = torch.load(out / "state.pt", weights_only=True)
+    wrong_shape = {**good["model"], "head.weight": torch.zeros(3, 3)}
+    damaged = [({**good, "epoch": "x"}, "its epoch is 'x'"),
+               ({**good, "epoch": 99}, "its epoch is 99, expected an integer from 0 to 1"),
+               ({k: v for k, v in good.items() if k != "optimizer"}, "KeyError: 'optimizer'"),
+               ({**good, "model": wrong_shape}, "does not fit this run (RuntimeError")]  # fmt: skip
+    for state, says in damaged:
+        torch.save(state, out / "state.pt")
+        with pytest.raises(RunDirError, match=says.replace("(", r"\(")) as err:
+            train(None, out, resume=True, quiet=True)
+        assert "\n" not in str(err.value) and "--force" in str(err.value)
