@@ -271,6 +271,9 @@ class AbrlMethod(Method):
         training split's optimum at the last epoch (the card's record of the estimator)."""
         head = super().finalize(train_eval_loader, evaluate)
         head["inner_problem"] = self.cfg.inner_problem
+        if self.cfg.head_refresh and self.cfg.inner_problem in ("memory", "amortized"):
+            head["own_head_kind"] = ("the inner loop's head, re-solved on the training split's "
+                                     "features at the last epoch's end")  # fmt: skip
         if self.last_split is not None:
             head["split_diagnostics"] = self.last_split
         return head
