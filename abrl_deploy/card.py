@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from abrl_deploy import fields
 from abrl_deploy.atomic import atomic_write_text
 from abrl_deploy.errors import AbrlError
 
@@ -94,10 +95,9 @@ class ModelCard:
         if missing:
             raise AbrlError(f"model card is missing {', '.join(missing)}: a card of abrl train "
                             "or abrl bench --save-card has them")  # fmt: skip
-        for name, value in values.items():
-            problem = _field_problem(name, value)
-            if problem:
-                raise AbrlError(f"model card field {name!r} is {_short(value)}: expected {problem}")
+        problem = fields.problem(_FIELD_RULES, values, prefix="model card field ")
+        if problem:
+            raise AbrlError(problem)
         for name in ("class_names", "mean", "std"):
             values[name] = tuple(values[name])
         return cls(**values, extra=extra)
@@ -145,50 +145,27 @@ class ModelCard:
 
 # Each field's type and bounds as read from JSON (lists stand for tuples). Checked here, where a
 # card is read, so a damaged or foreign card is one line naming the field, never a traceback.
-_DICT = "a JSON object"
-_FIELD_RULES: dict[str, tuple[str, Any]] = {
-    "method": ("a string", lambda v: isinstance(v, str)),
-    "backbone": ("a string", lambda v: isinstance(v, str)),
-    "num_classes": ("an integer from 1 to 1,000,000", lambda v: _int(v, 1, 10**6)),
-    "class_names": ("a list of strings", lambda v: isinstance(v, (list, tuple))
-                    and all(isinstance(x, str) for x in v)),
-    "input_size": ("an integer from 1 to 16,384", lambda v: _int(v, 1, 16384)),
-    "mean": ("3 numbers", lambda v: _numbers(v, 3)),
-    "std": ("3 numbers", lambda v: _numbers(v, 3)),
-    "layout": ("'NCHW' or 'NHWC'", lambda v: v in ("NCHW", "NHWC")),
-    "feature_dim": ("an integer from 1 to 1,000,000 or null",
-                    lambda v: v is None or _int(v, 1, 10**6)),
-    "dataset": ("a string or null", lambda v: v is None or isinstance(v, str)),
-    "preprocessing": (_DICT, lambda v: isinstance(v, dict)),
-    "data_splits": ("an object of non-negative integers", lambda v: isinstance(v, dict)
-                    and all(_int(x, 0, 10**12) for x in v.values())),
-    "seed": ("an integer or null", lambda v: v is None or _int(v, -(2**63), 2**64)),
-    "config": (_DICT, lambda v: isinstance(v, dict)),
-    "metrics": (_DICT, lambda v: isinstance(v, dict)),
-    "head": (_DICT, lambda v: isinstance(v, dict)),
-    "versions": (_DICT, lambda v: isinstance(v, dict)),
-    "checkpoint_sha256": ("a string or null", lambda v: v is None or isinstance(v, str)),
-    "export": (_DICT, lambda v: isinstance(v, dict)),
-    "training": (_DICT, lambda v: isinstance(v, dict)),
-    "deploy": (_DICT, lambda v: isinstance(v, dict)),  # its own reader: optimize/record.py
-    "schema_version": ("a non-negative integer", lambda v: _int(v, 0, 10**6)),
-}  # fmt: skip
-
-
-def _int(v: Any, low: int, high: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
-
-
-def _numbers(v: Any, n: int) -> bool:
-    numbers = isinstance(v, (list, tuple)) and len(v) == n
-    return numbers and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-
-
-def _field_problem(name: str, value: Any) -> str | None:
-    expected, ok = _FIELD_RULES[name]
-    return None if ok(value) else expected
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+_FIELD_RULES: dict[str, fields.Rule] = {
+    "method": fields.text(),
+    "backbone": fields.text(),
+    "num_classes": fields.integer(1, 10**6),
+    "class_names": fields.texts(),
+    "input_size": fields.integer(1, 16384),
+    "mean": fields.numbers(3),
+    "std": fields.numbers(3),
+    "layout": fields.one_of(("NCHW", "NHWC")),
+    "feature_dim": fields.integer(1, 10**6, null=True),
+    "dataset": fields.text(null=True),
+    "preprocessing": fields.obj(),
+    "data_splits": fields.obj(fields.integer(0, 10**12, words="non-negative integers")),
+    "seed": fields.integer(-(2**63), 2**64, null=True, words="an integer"),
+    "config": fields.obj(),
+    "metrics": fields.obj(),
+    "head": fields.obj(),
+    "versions": fields.obj(),
+    "checkpoint_sha256": fields.text(null=True),
+    "export": fields.obj(),
+    "training": fields.obj(),
+    "deploy": fields.obj(),  # its own rules: optimize/record.py
+    "schema_version": fields.integer(0, 10**6, words="a non-negative integer"),
+}

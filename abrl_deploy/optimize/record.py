@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from abrl_deploy import fields
 from abrl_deploy.card import ModelCard
 from abrl_deploy.machine import signature
 from abrl_deploy.runtime.backends import ARTIFACT
@@ -31,30 +32,29 @@ def check_record(deploy: Any) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     choice, machine = deploy.get("choice"), deploy.get("machine", {})
     if not isinstance(choice, dict):
-        return None, f"deploy.choice is {type(choice).__name__}, expected an object"
-    backend = choice.get("backend")
-    if backend not in RECORD_BACKENDS:
-        return None, f"deploy.choice.backend is {backend!r}, expected one of {RECORD_BACKENDS}"
-    precision = choice.get("runtime_precision", "")
-    if not isinstance(precision, str) or len(precision) > 100:
-        return None, "deploy.choice.runtime_precision is not a short text"
-    ov = choice.get("ov_precision")
-    if ov is not None and ov not in OV_PRECISIONS:
-        return None, f"deploy.choice.ov_precision is {ov!r}, expected one of {OV_PRECISIONS}"
+        return None, f"deploy.choice is {fields.show(choice)}, expected a JSON object"
+    if "backend" not in choice:
+        return None, "deploy.choice has no backend"
+    problem = fields.problem(_CHOICE_RULES, choice, prefix="deploy.choice.")
+    if problem is None and not isinstance(machine, dict):
+        problem = f"deploy.machine is {fields.show(machine)}, expected a JSON object"
+    problem = problem or fields.problem(_MACHINE_RULES, machine, prefix="deploy.machine.")
+    if problem:
+        return None, problem
     threads = choice.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):  # fmt: skip
-        return None, f"deploy.choice.threads is {threads!r}, expected a positive integer or null"
-    shaped = isinstance(machine, dict) and isinstance(machine.get("cpu", ""), str)
-    if not (shaped and _texts(machine.get("cpu_flags", [])) and _texts(machine.get("gpus", []))):
-        return None, "deploy.machine is not {cpu: text, cpu_flags: [text], gpus: [text]}"
     if threads is not None and threads > (os.cpu_count() or 1):  # never more than this CPU has
         return {**choice, "threads": os.cpu_count() or 1}, None
     return choice, None
 
 
-def _texts(value: Any) -> bool:
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+_CHOICE_RULES = {
+    "backend": fields.one_of(RECORD_BACKENDS),
+    "runtime_precision": fields.text(max_len=100),
+    "ov_precision": fields.one_of(OV_PRECISIONS, null=True),
+    # no upper bound: more threads than this CPU has are capped below, not refused
+    "threads": fields.integer(1, None, null=True, words="a positive integer"),
+}
+_MACHINE_RULES = {"cpu": fields.text(), "cpu_flags": fields.texts(), "gpus": fields.texts()}
 
 
 def deploy_choice(card: ModelCard) -> tuple[dict[str, Any] | None, str | None]:

@@ -120,7 +120,7 @@ def test_predict_runs_the_model_with_the_saved_card(border):
     data = json.loads(card.read_text())
     for damage, says in (
         (lambda d: d.pop("method"), "model card is missing method"),
-        (lambda d: d.update(input_size="32"), "'input_size' is \"32\""),
+        (lambda d: d.update(input_size="32"), 'input_size is "32"'),
     ):
         bad = dict(data)
         damage(bad)
