@@ -21,7 +21,9 @@ from pathlib import Path
 
 VARIANTS = {
     "finetune": ["--method", "finetune"],
-    "abrl": ["--method", "abrl"],
+    "abrl": ["--method", "abrl"],  # the default inner problem (amortized since issue 23)
+    "abrl-batch": ["--method", "abrl", "--inner-problem", "batch"],
+    "abrl-memory": ["--method", "abrl", "--inner-problem", "memory"],
     "abrl-first-order": ["--method", "abrl", "--hypergrad", "first-order"],
     "abrl-k-steps": ["--method", "abrl", "--inner-solve", "steps"],
     "joint": ["--method", "joint"],
