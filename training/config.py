@@ -64,7 +64,7 @@ class TrainConfig:
     # The head every method saves: the ridge-logistic refit on all train features (the one
     # protocol that compares methods like with like), or, when False, the method's own head.
     head_refit: bool = True
-    # ABRL (METHOD.md). One spelling per layer: users write `lambda` (--lambda, YAML, reports);
+    # ABRL (docs/method.md). One spelling per layer: users write `lambda` (--lambda, YAML, reports);
     # Python code writes `lambda_` everywhere, because lambda is a keyword. The inner step count K
     # is `inner_steps` at every layer (--inner-steps, YAML, config, the methods' arguments).
     hypergrad: str = "implicit"
@@ -169,7 +169,10 @@ def _problems(c: TrainConfig) -> list[str]:
     check(c.val_batch_size is None or c.val_batch_size >= 2, "val_batch_size must be >= 2")
     check(c.lr > 0, f"lr={c.lr}, expected > 0")
     check(0 < c.val_fraction < 1, f"val_fraction={c.val_fraction}, expected in (0, 1)")
-    check(c.ridge > 0, f"ridge={c.ridge}: ABRL needs a ridge > 0 on the head (METHOD.md; try 1e-3)")
+    check(
+        c.ridge > 0,
+        f"ridge={c.ridge}: ABRL needs a ridge > 0 on the head (docs/method.md; try 1e-3)",
+    )
     check(c.lambda_ >= 0, f"lambda={c.lambda_}, expected >= 0 (0 disables the penalty)")
     check(c.inner_steps >= 1, f"inner_steps={c.inner_steps}, expected >= 1")
     check(c.workers >= 0, f"workers={c.workers}, expected >= 0")

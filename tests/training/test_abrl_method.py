@@ -1,4 +1,4 @@
-"""The ABRL method as the trainer drives it: METHOD.md test 11, and its fused step against an
+"""The ABRL method as the trainer drives it: docs/method.md test 11, and its fused step against an
 independent generic implementation (catches wiring bugs: centring, splits, solver, penalty)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The head maths and the implicit hypergradient against independent oracles (METHOD.md tests 1-8).
+"""The head maths and the implicit hypergradient against independent oracles (docs/method.md,
+tests 1-8).
 
 Oracles: autograd (double backward, dense Hessians), dense solves, Newton to convergence,
 Richardson finite differences and literal loops. Float64, tiny shapes.

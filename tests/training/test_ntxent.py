@@ -1,4 +1,4 @@
-"""NT-Xent against a literal loop and a closed form (METHOD.md test 10)."""
+"""NT-Xent against a literal loop and a closed form (docs/method.md test 10)."""
 
 from __future__ import annotations
 

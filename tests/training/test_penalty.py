@@ -1,4 +1,4 @@
-"""The covariance penalty against the D×D definition (METHOD.md test 9)."""
+"""The covariance penalty against the D×D definition (docs/method.md test 9)."""
 
 from __future__ import annotations
 

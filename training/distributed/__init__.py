@@ -3,7 +3,7 @@ row gathers that carry gradients, gradient averaging, a SyncBatchNorm that runs 
 rank-0-only file work.
 
 The conventions that make N processes compute what one process computes on the combined batch
-(METHOD.md decision 10), checked in tests/training/test_ddp.py:
+(docs/method.md decision 10), checked in tests/training/test_ddp.py:
 
 - ``batch_size`` is the global batch. Rank r takes part r of every global batch that one process
   would draw (``batches.EpochBatchSampler``), so the rows of all ranks at a step are that batch.

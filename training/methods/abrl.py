@@ -2,7 +2,7 @@
 
 One encoder forward on [train; val] rows, an inner solve of the head on the detached train
 features (damped Newton to stationarity by default, or the paper's K plain steps), a linear solve
-H v = ∇_φ CE_val from zero, and one fused backward of the surrogate (METHOD.md decisions 1-9).
+H v = ∇_φ CE_val from zero, and one fused backward of the surrogate (docs/method.md decisions 1-9).
 The head lives here, not in the optimizer. Every step records how far the head was from
 stationarity and how well H v = g was solved; each epoch summarises them and warns when the
 implicit formula was used outside its assumptions.
@@ -240,7 +240,7 @@ class AbrlMethod(Method):
 
     def _solve(self, z, probs, g, lr: float | None) -> hg.SolveResult:
         """H v = g. CG starts from zero: the previous batch's v started it at relative residual
-        6.6 (median) and left it unconverged at the cap (METHOD.md decision 6, amended)."""
+        6.6 (median) and left it unconverged at the cap (docs/method.md decision 6, amended)."""
         cfg = self.cfg
         if cfg.solver == "cg":
             return hg.solve_cg(z, probs, g, cfg.ridge, rtol=cfg.cg_rtol, max_iter=cfg.cg_max_iter)

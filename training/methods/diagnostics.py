@@ -1,7 +1,7 @@
 """Per-step records of ABRL's inner solve and linear solve, summarised once per epoch.
 
 The implicit hypergradient is exact only at a stationary head with H v = g solved; these records
-say, with numbers, how often a run met those assumptions (METHOD.md decision 3, amended).
+say, with numbers, how often a run met those assumptions (docs/method.md decision 3, amended).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from .hypergrad import head_logits, inner_residual
 from .newton import newton_head
 
 # A head whose gradient norm is above the ridge μ is not stationary in any useful sense: there
-# the implicit feature gradient was 14-43× too large on real features (METHOD.md).
+# the implicit feature gradient was 14-43× too large on real features (docs/method.md).
 NONSTATIONARY_RATIO = 1.0
 
 # CG stops on its recursive residual; the true residual recomputed in float32 lands a little above

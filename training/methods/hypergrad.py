@@ -1,4 +1,4 @@
-"""Closed-form maths of the linear head and the implicit hypergradient (METHOD.md 3, 5, 6).
+"""Closed-form maths of the linear head and the implicit hypergradient (docs/method.md 3, 5, 6).
 
 Pure tensor functions: no modules, no configuration. The head is ``(W [C, D], b [C])`` on features
 ``z [n, D]``. Everything runs in the dtype it is given; callers pass fp32 (or fp64 in tests), never
@@ -130,7 +130,7 @@ def check_ridge(ridge: float) -> None:
     if not ridge > 0:
         raise ConfigError(
             f"head ridge {ridge:g} must be > 0: without it the head Hessian is singular on "
-            "separable features and the linear solve diverges (METHOD.md decision 1)."
+            "separable features and the linear solve diverges (docs/method.md decision 1)."
         )
 
 

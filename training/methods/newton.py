@@ -1,6 +1,6 @@
 """Damped Newton on the ridge-logistic head: the inner solve that reaches stationarity.
 
-The implicit hypergradient holds only where ``∇_φ L_in = 0`` (METHOD.md decision 3, amended).
+The implicit hypergradient holds only where ``∇_φ L_in = 0`` (docs/method.md decision 3, amended).
 K plain gradient steps leave the head 600-1,700 × μ away from it on real features; Newton from
 the persistent head gets there in a handful of iterations because the head moves little between
 outer steps. Directions come from a Woodbury solve of ``H d = -∇`` when the batch's logit space

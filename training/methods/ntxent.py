@@ -1,4 +1,4 @@
-"""NT-Xent, the SimCLR contrastive loss (METHOD.md "SimCLR baseline")."""
+"""NT-Xent, the SimCLR contrastive loss (docs/method.md "SimCLR baseline")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The decorrelation penalty ``pen(Z) = ||Cov(Z) - I||²_F`` (METHOD.md decision 7)."""
+"""The decorrelation penalty ``pen(Z) = ||Cov(Z) - I||²_F`` (docs/method.md decision 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SimCLR baseline: NT-Xent pre-training of the encoder, then fine-tuning (METHOD.md)."""
+"""SimCLR baseline: NT-Xent pre-training of the encoder, then fine-tuning (docs/method.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .registry import register_method
 
 
 def simclr_augmentation(size: int, mean, std) -> T.Compose:
-    """METHOD.md's views for small images: resized crop, flip, colour jitter, grey; no blur."""
+    """docs/method.md's views for small images: resized crop, flip, colour jitter, grey; no blur."""
     return T.Compose(
         [
             T.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True),
