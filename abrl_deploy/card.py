@@ -166,6 +166,6 @@ _FIELD_RULES: dict[str, fields.Rule] = {
     "checkpoint_sha256": fields.text(null=True),
     "export": fields.obj(),
     "training": fields.obj(),
-    "deploy": fields.obj(),  # its own rules: optimize/record.py
+    "deploy": fields.obj(),  # its own rules: deploy_record.py
     "schema_version": fields.integer(0, 10**6, words="a non-negative integer"),
 }

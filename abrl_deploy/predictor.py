@@ -21,8 +21,8 @@ import numpy as np
 from abrl_deploy.artifacts import sidecar
 from abrl_deploy.card import ModelCard
 from abrl_deploy.compare import run_batches
+from abrl_deploy.deploy_record import deploy_choice
 from abrl_deploy.errors import ConfigError, RuntimeBackendError
-from abrl_deploy.optimize.record import deploy_choice
 from abrl_deploy.preprocess import Preprocessor
 from abrl_deploy.runtime.backends import make_runner, unavailable_reason
 

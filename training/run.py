@@ -28,7 +28,7 @@ def train(
 ) -> TrainResult:
     """Train ``cfg`` into run directory ``out``; with ``resume``, continue the run saved there.
 
-    Launched by torchrun, every process calls this: they train together (distributed.py), and
+    Launched by torchrun, every process calls this: they train together (training/distributed/), and
     rank 0 alone reads and writes ``out`` and hands what it read to the others, so ``out`` need
     not be visible from every machine.
     """

@@ -3,8 +3,8 @@
 Resume is exact on CPU: every epoch re-seeds all RNGs from (seed, epoch), so an epoch replayed
 after a kill draws the same batches and augmentations as the uninterrupted run.
 
-Under torchrun every rank runs this loop on its part of each global batch (distributed.py says
-how that equals one process); rank 0 alone shows progress and writes the run directory. The
+Under torchrun every rank runs this loop on its part of each global batch (training/distributed/
+says how that equals one process); rank 0 alone shows progress and writes the run directory. The
 checkpoint holds nothing that depends on the number of processes, so a run resumes on any number.
 """
 

@@ -125,8 +125,8 @@ def _deploy(card: dict[str, Any]) -> str | None:
     if not record:
         return None
     from abrl_deploy.card import ModelCard
+    from abrl_deploy.deploy_record import deploy_choice
     from abrl_deploy.errors import AbrlError
-    from abrl_deploy.optimize.record import deploy_choice
 
     try:
         applies, why = deploy_choice(ModelCard.from_dict(card))

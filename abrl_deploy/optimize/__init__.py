@@ -3,8 +3,8 @@
 accuracy on half of the test split (no method trains on it), and ship the fastest within an
 accuracy budget.
 
-Lazy: the Predictor reads ``record`` without loading the bench; ``run_optimize`` needs the train
-and export extras.
+Lazy: ``run_optimize`` needs the train and export extras. The record it writes is read back by
+``abrl_deploy.deploy_record``, which serving uses without this package.
 """
 
 __all__ = ["OptimizeSpec", "run_optimize"]

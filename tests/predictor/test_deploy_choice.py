@@ -10,8 +10,8 @@ from card_model import card_for, write_card_model
 from onnx import helper
 
 from abrl_deploy import Predictor
+from abrl_deploy import deploy_record as record
 from abrl_deploy.machine import signature
-from abrl_deploy.optimize import record
 
 
 def _shipped(tmp_path, backend: str, ov_precision: str | None, machine=None):

@@ -1,5 +1,6 @@
 """The choice ``abrl optimize`` records in the shipped file's card (``card.deploy``), and how the
-Predictor reads it back. Torch-free.
+Predictor reads it back. Torch-free; here, not in ``optimize/``, so that serving does not stand on
+the optimizer.
 
 A choice is measured on one CPU: it is used where the CPU model and its relevant flags are the
 same, and set aside (with the reason) elsewhere, where the Predictor's usual order applies.
