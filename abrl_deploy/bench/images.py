@@ -1,6 +1,7 @@
 """The evaluation images of a bench: the test split of the model's dataset, preprocessed as its
 card says (the same tensors for every backend), and the timing batch taken from them. Torch-free:
-a bench of ONNX files runs where only the runtime is installed."""
+a bench of ONNX files needs the runtime and bench extras (onnx reads each file's description), not
+torch."""
 
 from __future__ import annotations
 
