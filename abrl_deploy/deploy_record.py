@@ -15,7 +15,7 @@ from abrl_deploy import fields
 from abrl_deploy.card import ModelCard
 from abrl_deploy.machine import signature
 from abrl_deploy.runtime.backends import ARTIFACT
-from abrl_deploy.runtime.openvino import PRECISIONS as OV_PRECISIONS
+from abrl_deploy.runtime.openvino import OV_PRECISIONS
 
 # A record names a backend that runs a shipped file (not a run directory); a record abrl did not
 # write, or another version wrote, is checked where it is read and set aside when it does not fit.

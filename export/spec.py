@@ -11,7 +11,7 @@ from abrl_deploy.artifacts import ENGINE, ONNX, TRITON_REPO
 from abrl_deploy.errors import ConfigError
 
 FORMATS = ("onnx", "trt", "triton")
-PRECISIONS = ("fp32", "fp16", "int8")
+FILE_PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATIONS = ("minmax", "percentile", "entropy")  # INT8 activation-range methods (quantize.py)
 OUTPUTS = ("logits", "features")
 TRITON_PLATFORMS = ("onnxruntime_onnx", "tensorrt_plan")
@@ -51,8 +51,8 @@ class ExportSpec:
         p = []
         if self.format not in FORMATS:
             p.append(f"format={self.format!r}, expected one of {FORMATS}")
-        if self.precision not in PRECISIONS:
-            p.append(f"precision={self.precision!r}, expected one of {PRECISIONS}")
+        if self.precision not in FILE_PRECISIONS:
+            p.append(f"precision={self.precision!r}, expected one of {FILE_PRECISIONS}")
         if not self.outputs or self.outputs[0] != "logits" or not set(self.outputs) <= set(OUTPUTS):
             p.append(f"outputs={','.join(self.outputs)}, expected logits or logits,features")
         if not 17 <= self.opset <= 23:

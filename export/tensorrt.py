@@ -24,7 +24,7 @@ from abrl_deploy.runtime.trt_support import make_logger, require_tensorrt
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
+ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 _BATCH_FORM = "MIN,OPT,MAX: three positive integers with MIN <= OPT <= MAX, e.g. '1,64,256'"
 
 
@@ -102,8 +102,9 @@ def _precision_flags(major: int, precision: str) -> tuple[str, ...]:
 
 
 def _check_precision_name(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision {precision!r} is unknown; valid: {', '.join(PRECISIONS)}")
+    if precision not in ENGINE_PRECISIONS:
+        valid = ", ".join(ENGINE_PRECISIONS)
+        raise ConfigError(f"precision {precision!r} is unknown; valid: {valid}")
 
 
 def onnx_precision(onnx_path: Path) -> str:
@@ -223,7 +224,7 @@ def build_engine(
         input_name: the image input, whose batch axis is dynamic.
         image_shape: (channels, height, width) of one image.
         batch_range: (min, opt, max) batch sizes of the optimisation profile.
-        precision: one of ``PRECISIONS``; on TensorRT >= 11 the file must already carry it.
+        precision: one of ``ENGINE_PRECISIONS``; on TensorRT >= 11 the file must already carry it.
         timing_cache: read if it exists, written back after the build.
 
     Raises:

@@ -25,7 +25,8 @@ INNER_SOLVES = ("newton", "steps")
 INNER_PROBLEMS = ("batch", "memory", "amortized")
 SOLVERS = ("cg", "exact", "neumann")
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")  # training compute precision (precision.py resolves auto)
+# the training compute precision (precision.py resolves auto)
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
 STEMS = ("auto", "cifar", "imagenet")
 
 
@@ -161,7 +162,10 @@ def _problems(c: TrainConfig) -> list[str]:
     check(c.grad_clip is None or c.grad_clip > 0, f"grad_clip={c.grad_clip}, expected > 0")
     check(c.solver in SOLVERS, f"solver={c.solver!r}, expected one of {SOLVERS}")
     check(c.device in DEVICES, f"device={c.device!r}, expected one of {DEVICES}")
-    check(c.precision in PRECISIONS, f"precision={c.precision!r}, expected one of {PRECISIONS}")
+    check(
+        c.precision in TRAIN_PRECISIONS,
+        f"precision={c.precision!r}, expected one of {TRAIN_PRECISIONS}",
+    )
     check(bool(c.data_cache), "data_cache is empty; give 'auto', 'off' or a folder")
     check(c.stem in STEMS, f"stem={c.stem!r}, expected one of {STEMS}")
     check(c.epochs >= 1, f"epochs={c.epochs}, expected >= 1")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.runtime.backends import BACKENDS
-from abrl_deploy.runtime.openvino import PRECISIONS as OV_PRECISIONS
+from abrl_deploy.runtime.openvino import OV_PRECISIONS
 
 from .models import ModelFacts
 from .protocol import Protocol

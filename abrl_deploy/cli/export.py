@@ -18,7 +18,7 @@ from .parsing import choices, parse_numbers
 
 Format = choices("Format", choices_of.FORMATS)
 TritonPlatform = choices("TritonPlatform", choices_of.TRITON_PLATFORMS)
-Precision = choices("Precision", choices_of.PRECISIONS)
+Precision = choices("Precision", choices_of.FILE_PRECISIONS)
 Calibration = choices("Calibration", choices_of.CALIBRATIONS)
 
 

@@ -23,7 +23,7 @@ InnerSolve = choices("InnerSolve", config.INNER_SOLVES)
 InnerProblem = choices("InnerProblem", config.INNER_PROBLEMS)
 Solver = choices("Solver", config.SOLVERS)
 Device = choices("Device", config.DEVICES)
-Precision = choices("Precision", config.PRECISIONS)
+Precision = choices("Precision", config.TRAIN_PRECISIONS)
 
 
 def _opt(help: str, *names: str) -> typer.models.OptionInfo:

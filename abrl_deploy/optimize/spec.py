@@ -9,7 +9,7 @@ from abrl_deploy.artifacts import DEPLOY, OPTIMIZE_REPORTS
 from abrl_deploy.bench.protocol import Protocol
 from abrl_deploy.errors import ConfigError
 
-PRECISIONS = ("fp32", "fp16", "int8")  # the ONNX files built as candidates
+CANDIDATE_PRECISIONS = ("fp32", "fp16", "int8")  # the ONNX files built as candidates
 BACKENDS = ("ort-cpu", "ov-cpu", "torch-bf16")  # where candidates run (torch eager: the reference)
 BF16 = ("auto", "on", "off")
 
@@ -20,7 +20,7 @@ class OptimizeSpec:
     max_drop: float = 0.5  # top-1 points on the select images, against PyTorch fp32
     batch: int = 64
     threads: int | None = None
-    precisions: tuple[str, ...] = PRECISIONS
+    precisions: tuple[str, ...] = CANDIDATE_PRECISIONS
     backends: tuple[str, ...] = BACKENDS
     bf16: str = "auto"  # bf16 candidates: "auto" only where the CPU has bf16 instructions
     select_images: int | None = None  # None: the whole select half of the test split
@@ -37,7 +37,7 @@ class OptimizeSpec:
             p.append(f"--batch {self.batch} must be >= 1")
         if self.threads is not None and self.threads < 1:
             p.append(f"--threads {self.threads} must be >= 1")
-        for name, given, known in (("--precisions", self.precisions, PRECISIONS),
+        for name, given, known in (("--precisions", self.precisions, CANDIDATE_PRECISIONS),
                                    ("--backends", self.backends, BACKENDS)):  # fmt: skip
             unknown = [x for x in given if x not in known]
             if unknown or not given:

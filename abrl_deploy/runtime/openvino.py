@@ -16,7 +16,7 @@ from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError
 
 from .base import InputSpec, Runner
 
-PRECISIONS = ("auto", "f32", "bf16", "f16")
+OV_PRECISIONS = ("auto", "f32", "bf16", "f16")
 
 
 def import_openvino():
@@ -37,8 +37,8 @@ class OvRunner(Runner):
 
     def __init__(self, path: str | Path, precision: str = "auto", threads: int | None = None):
         super().__init__()
-        if precision not in PRECISIONS:
-            raise ConfigError(f"OpenVINO precision {precision!r}: use one of {PRECISIONS}")
+        if precision not in OV_PRECISIONS:
+            raise ConfigError(f"OpenVINO precision {precision!r}: use one of {OV_PRECISIONS}")
         self.path, self.precision, self.threads = Path(path), precision, threads
         self.compiled = self.request = None
         self._names: tuple[str, ...] = ()

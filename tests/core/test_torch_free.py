@@ -27,7 +27,7 @@ CHECK = "import sys; {code}; print(*(m in sys.modules for m in " + repr(HEAVY) +
         # the lazy packages: their choice lists and specs without torch
         "import abrl_deploy.training, abrl_deploy.export, abrl_deploy.optimize; "
         "from abrl_deploy.training.config import METHODS, DATASETS, TrainConfig; "
-        "from abrl_deploy.export.spec import ExportSpec, PRECISIONS; "
+        "from abrl_deploy.export.spec import ExportSpec, FILE_PRECISIONS; "
         "from abrl_deploy.optimize import OptimizeSpec",
         "from typer.testing import CliRunner; from abrl_deploy.cli import app; "
         "r = CliRunner().invoke(app, ['export', '--help']); assert r.exit_code == 0, r.output; "
