@@ -1,5 +1,6 @@
 """The Runner protocol: open/close as a context manager, ``infer`` checks input once, the backend
-does the work in ``infer_impl`` (Polygraphy's Loader → Runner split).
+does the work in ``infer_impl`` (Polygraphy's Runner activate/infer shape). A runner opens its
+artifact's path itself: there is no separate loader object.
 
 For timing, ``stage`` does the checks and host-side conversions once, outside the clock, and
 ``run_staged`` is the one call that is timed: host input in, host outputs out.
