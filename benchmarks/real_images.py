@@ -25,7 +25,7 @@ VARIANTS = {
     "abrl-batch": ["--method", "abrl", "--inner-problem", "batch"],
     "abrl-memory": ["--method", "abrl", "--inner-problem", "memory"],
     "abrl-first-order": ["--method", "abrl", "--hypergrad", "first-order"],
-    "abrl-k-steps": ["--method", "abrl", "--inner-solve", "steps"],
+    "abrl-k-steps": ["--method", "abrl", "--inner-solve", "steps", "--inner-problem", "batch"],
     "joint": ["--method", "joint"],
 }
 

@@ -181,6 +181,10 @@ def _problems(c: TrainConfig) -> list[str]:
     check(c.inner_steps >= 1, f"inner_steps={c.inner_steps}, expected >= 1")
     check(c.workers >= 0, f"workers={c.workers}, expected >= 0")
     check(c.limit is None or c.limit >= 2, f"limit={c.limit}, expected >= 2")
+    check(not (c.inner_solve == "steps" and c.inner_problem == "amortized"),
+          "inner_solve=steps with inner_problem=amortized: amortized takes its own SOBA steps, "
+          "so the K steps would be ignored; add --inner-problem batch (the paper's K steps on "
+          "each batch) or memory")  # fmt: skip
     check(c.label_rows is None or (c.label_rows >= 1 and c.method == "finetune"),
           f"label_rows={c.label_rows} with method {c.method}: label_rows is a fine-tune option "
           "(the equal-labels baseline), expected an integer >= 1")  # fmt: skip

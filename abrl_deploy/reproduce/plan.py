@@ -28,7 +28,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "simclr": {"method": "simclr"},
     "abrl": {"method": "abrl"},
     # the paper's inner loop: K plain steps of α before the implicit step (the preset's K and α)
-    "abrl-k-steps": {"method": "abrl", "inner_solve": "steps"},
+    # on each batch, as the release before issue 23 ran it (amortized takes SOBA steps instead)
+    "abrl-k-steps": {"method": "abrl", "inner_solve": "steps", "inner_problem": "batch"},
     "abrl-no-penalty": {"method": "abrl", "lambda_": 0.0},
     "abrl-first-order": {"method": "abrl", "hypergrad": "first-order"},
     "joint": {"method": "joint"},

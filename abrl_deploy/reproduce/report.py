@@ -138,9 +138,10 @@ def _table2(r: dict[str, Any], head_kind: str) -> list[str]:
         pch = "–" if v == "abrl" else f"{row['paper'] - paper.TABLE2['abrl']:+.1f}"
         lines.append(f"| {paper.TABLE2_NAMES[v]} | {_ms(row)} | {change} "
                      f"| {_paper(row['paper'])} | {pch} |")  # fmt: skip
-    return lines + ["", "Variants: `--inner-solve steps` (the paper's K steps of α before the "
-                    "implicit step); `--lambda 0`; `--hypergrad first-order`; method `joint`.",
-                    ""]  # fmt: skip
+    return lines + ["", "Variants: `--inner-solve steps --inner-problem batch` (the paper's K "
+                    "steps of α on each batch before the implicit step); `--inner-problem "
+                    "memory|batch` (the other inner problems); `--lambda 0`; `--hypergrad "
+                    "first-order`; method `joint`.", ""]  # fmt: skip
 
 
 def _claims_md(r: dict[str, Any]) -> list[str]:

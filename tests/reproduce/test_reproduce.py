@@ -202,12 +202,12 @@ OWN_SHIFT = {"finetune": +10.0, "simclr": +10.0, "joint": +10.0}
 def _variant(cfg) -> str:
     if cfg.method != "abrl":
         return cfg.method
+    if cfg.inner_solve == "steps":
+        return "abrl-k-steps"
     if cfg.inner_problem != "amortized":
         return f"abrl-{cfg.inner_problem}"
     if cfg.lambda_ == 0:
         return "abrl-no-penalty"
-    if cfg.inner_solve == "steps":
-        return "abrl-k-steps"
     return "abrl-first-order" if cfg.hypergrad == "first-order" else "abrl"
 
 

@@ -20,3 +20,12 @@ def test_every_problem_is_reported_at_once():
     message = str(err.value)
     for fragment in ("ridge", "cg_max_iter", "momentum", "hypergrad"):
         assert fragment in message
+
+
+def test_the_paper_k_steps_need_a_problem_that_uses_them():
+    """amortized takes its own SOBA steps: a K-step config there would be silently ignored (the
+    digits grid's 'paper's inner loop' equalled the default to the last digit before this)."""
+    with pytest.raises(ConfigError, match="add --inner-problem batch"):
+        TrainConfig(inner_solve="steps")  # amortized, the default
+    TrainConfig(inner_solve="steps", inner_problem="batch")
+    TrainConfig(inner_solve="steps", inner_problem="memory")
