@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from abrl_deploy.reproduce.runner import read_curves
+
 # per-epoch fields kept (when a run logs them)
 CURVE = ("epoch", "seconds", "test_top1", "val_top1", "train_top1", "grad_norm", "penalty",
          "val_ce", "lr")  # fmt: skip
@@ -22,7 +24,7 @@ CONFIG = ("method", "inner_problem", "hypergrad", "lambda_", "label_rows", "epoc
 
 def summarise_run(run: Path) -> dict:
     card = json.loads((run / "card.json").read_text())
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    rows = read_curves(run)
     head = card.get("head") or {}
     curves = []
     for r in rows:

@@ -187,6 +187,17 @@ class AbrlMethod(Method):
         self.W, self.b = hg.inner_steps(zd, y_tr, self.W, self.b, cfg.ridge, lr, cfg.inner_steps)
         return {"inner_residual": hg.inner_residual(zd, y_tr, self.W, self.b, cfg.ridge)}
 
+    def _solve_on(self, z: torch.Tensor, y: torch.Tensor):
+        """Centre on ``z``'s mean (the head's new centre) and solve the head on ``z`` by Newton from
+        its warm start, to inner_tol × ridge or inner_max_iter."""
+        cfg = self.cfg
+        m = z.mean(0) if cfg.center_features else torch.zeros_like(self.feature_mean)
+        self.feature_mean.copy_(m)
+        fit = newton_head(z - m, y, self.W, self.b, cfg.ridge, cfg.inner_tol * cfg.ridge,
+                          cfg.inner_max_iter)  # fmt: skip
+        self.W, self.b = fit.W, fit.b
+        return fit
+
     def _fit_on_split(self, z_tr=None, y_tr=None) -> None:
         """amortized: φ fitted by Newton on the whole split's features of the initial encoder.
         Without a dataset (step timing on synthetic batches, training/costs.py) the first batch
@@ -194,11 +205,7 @@ class AbrlMethod(Method):
         if self.splits is not None:
             self.memory_fill = self._refresh_head(diagnose=False)
         else:
-            cfg, m = self.cfg, z_tr.mean(0) if self.cfg.center_features else self.feature_mean
-            self.feature_mean.copy_(m)
-            fit = newton_head(z_tr - m, y_tr, self.W, self.b, cfg.ridge,
-                              cfg.inner_tol * cfg.ridge, cfg.inner_max_iter)  # fmt: skip
-            self.W, self.b = fit.W, fit.b
+            self._solve_on(z_tr, y_tr)
         self.v = (torch.zeros_like(self.W), torch.zeros_like(self.b))
 
     def _amortized(self, zc_tr, y_tr, zc_val, y_val) -> dict[str, Any]:
@@ -329,11 +336,7 @@ class AbrlMethod(Method):
         staleness = None
         if self.memory is not None:
             staleness = self.memory.update(torch.arange(len(data), device=self.device), z, y)
-        m = z.mean(0) if cfg.center_features else torch.zeros_like(self.feature_mean)
-        self.feature_mean.copy_(m)
-        fit = newton_head(z - m, y, self.W, self.b, cfg.ridge, cfg.inner_tol * cfg.ridge,
-                          cfg.inner_max_iter)  # fmt: skip
-        self.W, self.b = fit.W, fit.b
+        fit = self._solve_on(z, y)
         record = {
             "rows": len(data),
             "newton_iterations": fit.iterations,
