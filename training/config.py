@@ -7,6 +7,8 @@ The resolved config is saved beside the outputs as ``config.yaml``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,7 +107,8 @@ class TrainConfig:
     temperature: float = 0.5
 
     def __post_init__(self) -> None:
-        problems = _problems(self)
+        # types first: the range checks below compare numbers and would raise on a wrong type
+        problems = _type_problems(self) or _problems(self)
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 
@@ -126,14 +129,53 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# Upper bounds: a value past them is a typo or a damaged file, not a plan (an epoch count of
+# 1e30 would otherwise start training). Seeds feed numpy, which takes 32 bits.
+_INT_MAX = 10**9
+_INT_MAX_OF = {"seed": 2**32 - 1, "epochs": 100_000, "pretrain_epochs": 100_000,
+               "batch_size": 1 << 20, "val_batch_size": 1 << 20, "image_size": 4096,
+               "workers": 1024}  # fmt: skip
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a text",
+               "bool": "true or false", "None": "null"}  # fmt: skip
+
+
+def _type_problems(c: TrainConfig) -> list[str]:
+    """Each field against its annotated type: bools are not numbers, numbers are finite."""
+    p = []
+    for f in dataclasses.fields(c):
+        value, kinds = getattr(c, f.name), str(f.type).replace(" ", "").split("|")
+        if value is None and "None" in kinds:
+            continue
+        ok = (
+            ("bool" in kinds and isinstance(value, bool))
+            or ("str" in kinds and isinstance(value, str))
+            or ("int" in kinds and type(value) is int)
+            or ("float" in kinds and type(value) in (int, float) and math.isfinite(value))
+        )
+        if not ok:
+            words = " or ".join(_TYPE_WORDS[k] for k in kinds)
+            p.append(f"{f.name}={value!r}, expected {words}")
+    return p
+
+
 def _problems(c: TrainConfig) -> list[str]:
     """Every invalid value at once, so the user fixes them in one go."""
     p = []
+    for f in dataclasses.fields(c):
+        value, high = getattr(c, f.name), _INT_MAX_OF.get(f.name, _INT_MAX)
+        if type(value) is int and value > high:
+            p.append(f"{f.name}={value}, expected at most {high:,}")
 
     def check(ok: bool, message: str) -> None:
         if not ok:
             p.append(message)
 
+    for name, choices in (("method", METHODS), ("dataset", DATASETS), ("backbone", BACKBONES)):
+        value = getattr(c, name)
+        check(value in choices, f"{name}={value!r}, expected one of {choices}")
+    check(c.seed >= 0, f"seed={c.seed}, expected >= 0")
     check(c.hypergrad in HYPERGRADS, f"hypergrad={c.hypergrad!r}, expected one of {HYPERGRADS}")
     check(
         c.inner_solve in INNER_SOLVES,
@@ -208,14 +250,21 @@ def _coerce_inner_lr(value: Any) -> float | str:
             return float(value)
         except ValueError:
             raise ConfigError(f"inner_lr={value!r}: expected a number or 'auto'") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"inner_lr={value!r}: expected a finite number or 'auto'")
     return value
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the YAML file at ``path``, then every override that is not None."""
+def load_config(
+    path: str | Path | None = None, *, ignore_unknown: bool = False, **overrides: Any
+) -> TrainConfig:
+    """Defaults, then the YAML file at ``path``, then every override that is not None.
+
+    ``ignore_unknown``: keys a newer abrl wrote are dropped (reading a run's record) instead of
+    refused (a user's config file, where an unknown key is most often a typo)."""
     values: dict[str, Any] = {}
     if path is not None:
-        values.update(_read_yaml(Path(path)))
+        values.update(_read_yaml(Path(path), ignore_unknown))
     values.update({k: v for k, v in overrides.items() if v is not None})
     if "inner_lr" in values:
         values["inner_lr"] = _coerce_inner_lr(values["inner_lr"])
@@ -226,20 +275,28 @@ _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    """YAML 1.1 reads 1e-3 as a string: give numbers their field's type, or say what is wrong."""
-    kind = _FIELD_TYPES.get(name, "")
+    """YAML 1.1 reads 1e-3 as a string: give numbers their field's type, or say what is wrong.
+    An integer field takes 1e3 or 4.0 but not 2.7 (never silently truncated)."""
+    kind, shown = _FIELD_TYPES.get(name, ""), name.rstrip("_")  # lambda_ is `lambda` in YAML
     if value is None or name == "inner_lr" or isinstance(value, bool):
         return value
-    for typ in (int, float):
-        if kind.startswith(typ.__name__):
-            try:
-                return typ(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"{name}={value!r}: expected a {typ.__name__}") from None
-    return value
+    if kind.startswith(("int", "float")) and isinstance(value, (int, float, str)):
+        try:
+            number = float(value)
+        except ValueError:
+            words = "an integer" if kind.startswith("int") else "a number"
+            raise ConfigError(f"{shown}={value!r}: expected {words}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{shown}={value!r}: expected a finite number")
+        if kind.startswith("float"):
+            return number
+        if number.is_integer():
+            return int(number) if isinstance(value, (float, str)) else value
+        raise ConfigError(f"{shown}={value!r}: expected an integer")
+    return value  # a wrong type (a list, a mapping) is named by TrainConfig's own check
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, ignore_unknown: bool = False) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; give a YAML file, see configs/")
     import yaml
@@ -257,6 +314,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data.setdefault("precision", "auto" if amp else "fp32")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"config file {path} has unknown keys {unknown}; valid: {sorted(known)}")
-    return data
+    if unknown and not ignore_unknown:
+        near = {k: difflib.get_close_matches(k, known, n=1) for k in unknown}
+        hints = ", ".join(f"{k} (did you mean {m[0]}?)" if m else k for k, m in near.items())
+        raise ConfigError(
+            f"config file {path} has keys this abrl does not know: {hints}; fix the spelling, or "
+            "use the abrl that wrote the file (see configs/ for the valid keys)"
+        )
+    return {k: v for k, v in data.items() if k in known}

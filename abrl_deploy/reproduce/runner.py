@@ -68,7 +68,7 @@ def _check_same_config(cell: Cell, planned: dict[str, Any]) -> None:
     """A saved run reused for another config would put wrong numbers in the tables."""
     from abrl_deploy.training.config import load_config
 
-    saved = load_config(cell.run_dir / CONFIG).to_dict()
+    saved = load_config(cell.run_dir / CONFIG, ignore_unknown=True).to_dict()
     unread = _ABRL_ONLY if planned.get("method") != "abrl" else set()
     diff = sorted(
         k for k in planned

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from abrl_deploy.errors import ConfigError
@@ -10,7 +12,7 @@ def test_yaml_scientific_notation_is_a_number(tmp_path):
     cfg = load_config(path)
     assert (cfg.ridge, cfg.lr, cfg.epochs, cfg.inner_lr) == (1e-3, 5e-2, 2, 1e-4)
     path.write_text("epochs: many\n")
-    with pytest.raises(ConfigError, match="epochs='many': expected a int"):
+    with pytest.raises(ConfigError, match="epochs='many': expected an integer"):
         load_config(path)
 
 
@@ -29,3 +31,50 @@ def test_the_paper_k_steps_need_a_problem_that_uses_them():
         TrainConfig(inner_solve="steps")  # amortized, the default
     TrainConfig(inner_solve="steps", inner_problem="batch")
     TrainConfig(inner_solve="steps", inner_problem="memory")
+
+
+# A damaged or hand-edited config file: each entry must be one ConfigError naming the field.
+DAMAGED = {
+    "epochs: .inf": "epochs=inf: expected a finite number",
+    "epochs: 1.0e+30": "expected at most 100,000",
+    "epochs: 2.7": "epochs=2.7: expected an integer",
+    "epochs: true": "epochs=True, expected an integer",
+    "epochs: [1, 2]": "epochs=[1, 2], expected an integer",
+    "lr: .inf": "lr=inf: expected a finite number",
+    "lambda: .nan": "lambda=nan: expected a finite number",
+    "method: {a: 1}": "method={'a': 1}, expected a text",
+    "method: magic": "method='magic', expected one of",
+    "dataset: 5": "dataset=5, expected a text",
+    "backbone: vgg": "backbone='vgg', expected one of",
+    "head_refresh: 'yes'": "head_refresh='yes', expected true or false",
+    "seed: -1": "seed=-1, expected >= 0",
+    "seed: 1.0e+40": "expected at most 4,294,967,295",
+    "data_dir: [1]": "data_dir=[1], expected a text or null",
+    "batch_size: 100000000000": "batch_size=100000000000, expected at most",
+    "inner_lr: .inf": "inner_lr=inf: expected a finite number or 'auto'",
+    "- a\n- b": "must be a mapping",
+    "epocs: 3": "epocs (did you mean epochs?)",
+    "epochs: [": "is not valid YAML",
+}
+
+
+@pytest.mark.parametrize("text", list(DAMAGED), ids=list(range(len(DAMAGED))))
+def test_a_damaged_config_file_is_one_line_naming_the_field(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(DAMAGED[text])) as err:
+        load_config(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_run_record_from_a_newer_abrl_is_read_without_its_new_keys(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("epochs: 3\nfuture_option: 7\n")
+    with pytest.raises(ConfigError, match="future_option"):
+        load_config(path)  # a user's file: most often a typo
+    assert load_config(path, ignore_unknown=True).epochs == 3
+
+
+def test_integral_numbers_from_yaml_become_integers():
+    assert load_config(epochs="1e1", limit=200.0).epochs == 10
+    assert load_config(limit=200.0).limit == 200
