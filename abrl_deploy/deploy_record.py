@@ -14,12 +14,12 @@ from typing import Any
 from abrl_deploy import fields
 from abrl_deploy.card import ModelCard
 from abrl_deploy.machine import signature
-from abrl_deploy.runtime.backends import ARTIFACT
+from abrl_deploy.runtime.backends import SERVING_BACKENDS
 from abrl_deploy.runtime.openvino import OV_PRECISIONS
 
 # A record names a backend that runs a shipped file (not a run directory); a record abrl did not
 # write, or another version wrote, is checked where it is read and set aside when it does not fit.
-RECORD_BACKENDS = tuple(b for b, artifact in ARTIFACT.items() if artifact != "run")
+RECORD_BACKENDS = SERVING_BACKENDS
 
 
 def check_record(deploy: Any) -> tuple[dict[str, Any] | None, str | None]:

@@ -4,8 +4,9 @@
     with Predictor("runs/abrl/model.onnx") as p:
         print(p.predict("cat.jpg", top_k=3))
 
-One runtime session serves every thread; a runner that is not thread-safe (``thread_safe``:
-a TensorRT execution context, an OpenVINO infer request) has its calls serialised with a lock.
+One runtime session serves every thread; a runner that is not thread-safe (the backend table's
+``thread_safe``: a TensorRT execution context, an OpenVINO infer request) has its calls
+serialised with a lock.
 """
 
 from __future__ import annotations
@@ -24,10 +25,15 @@ from abrl_deploy.compare import run_batches
 from abrl_deploy.deploy_record import deploy_choice
 from abrl_deploy.errors import ConfigError, RuntimeBackendError
 from abrl_deploy.preprocess import Preprocessor
-from abrl_deploy.runtime.backends import make_runner, unavailable_reason
+from abrl_deploy.runtime.backends import (
+    AUTO_ORDER,
+    SERVING_BACKENDS,
+    TABLE,
+    make_runner,
+    unavailable_reason,
+)
 
-BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "ov-cpu", "trt")
-AUTO_ORDER = ("ort-trt", "ort-cuda", "ort-cpu")  # the fastest that can run here
+BACKENDS = ("auto", *SERVING_BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,7 @@ class Predictor:
             self._runner.close()
             raise
         self.preprocess = Preprocessor(self.card)
-        serial = not self._runner.thread_safe
+        serial = not TABLE[self.backend].thread_safe
         self._lock = threading.Lock() if serial else contextlib.nullcontext()
         self.outputs = self._runner.output_names
 

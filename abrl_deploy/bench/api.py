@@ -3,7 +3,6 @@ claimed latency reduction against a baseline. Returns the report as plain JSON-a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import json
@@ -17,15 +16,15 @@ from abrl_deploy import __version__
 from abrl_deploy.compare import agreement
 from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError
 from abrl_deploy.progress import Progress, quiet
-from abrl_deploy.runtime.backends import ARTIFACT, BACKENDS, make_runner, unavailable_reason
+from abrl_deploy.runtime.backends import BACKENDS, TABLE, make_runner, unavailable_reason
 
 from .accuracy import accuracy, predict_all
 from .environment import environment
-from .images import eval_images, timing_batch, to_layout
+from .images import eval_images, to_layout
+from .measure import Subject, measure
 from .models import ModelSource, resolve_model
-from .protocol import Timing, first_call, measure_interleaved, open_timed
 from .spec import BenchSpec
-from .stats import PERCENTILE_ESTIMATOR, STATISTICS, latency_stats, ratio_ci, verdict
+from .stats import PERCENTILE_ESTIMATOR, STATISTICS, ratio_ci, verdict
 
 SCHEMA = "abrl.bench"
 SCHEMA_VERSION = 1
@@ -39,10 +38,11 @@ def run_bench(spec: BenchSpec, progress: Progress = quiet) -> dict[str, Any]:
         sources = [_ensure_onnx(s, Path(tmp), plan, spec, progress) for s in sources]
         progress("reading the test images", None)
         data = _eval_data(sources, spec)
-        results = []
+        results, logits = [], {}
         for backend in [b for b in BACKENDS if b in plan]:
             try:
-                results += _bench_backend(backend, plan[backend], sources, data, spec, progress)
+                results += _bench_backend(backend, plan[backend], sources, data, spec, progress,
+                                          logits)  # fmt: skip
             except (RuntimeBackendError, DependencyError) as exc:
                 # e.g. onnxruntime-gpu lists CUDA on a machine without a GPU, then falls back
                 if spec.backends is not None:
@@ -51,7 +51,7 @@ def run_bench(spec: BenchSpec, progress: Progress = quiet) -> dict[str, Any]:
         for backend in {r["backend"] for r in skipped} & set(plan):
             if not any(r["backend"] == backend for r in results):
                 del plan[backend]
-    _add_agreement(results, sources, data, spec, progress)
+    _add_agreement(results, logits, sources, data, spec, progress)
     comparisons = _comparisons(results, baseline, spec) if baseline else []
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "abrl_version": __version__,
@@ -124,7 +124,7 @@ def _plan(spec: BenchSpec, sources: list[ModelSource]):
         labels = []
         for s in sources:
             runnable = s.artifact_for(backend) is not None or (
-                s.needs_export and ARTIFACT[backend] == "onnx"
+                s.needs_export and TABLE[backend].artifact == "onnx"
             )
             if runnable:
                 labels.append(s.label)
@@ -146,7 +146,7 @@ def _plan(spec: BenchSpec, sources: list[ModelSource]):
 def _ensure_onnx(source, tmp: Path, plan, spec: BenchSpec, progress: Progress) -> ModelSource:
     """Export a run directory without model.onnx into ``tmp`` when an ONNX backend will run it."""
     if not source.needs_export or not any(
-        ARTIFACT[b] == "onnx" and source.label in labels for b, labels in plan.items()
+        TABLE[b].artifact == "onnx" and source.label in labels for b, labels in plan.items()
     ):
         return source
     from abrl_deploy.export.ensure import ensure_onnx
@@ -157,80 +157,44 @@ def _ensure_onnx(source, tmp: Path, plan, spec: BenchSpec, progress: Progress) -
     return dataclasses.replace(source, artifacts={**source.artifacts, "onnx": out})
 
 
-def _bench_backend(backend, labels, sources, data, spec: BenchSpec, progress) -> list[dict]:
-    """Open every model's runner on ``backend``, score accuracy, then time them interleaved."""
+def _bench_backend(backend, labels, sources, data, spec: BenchSpec, progress, logits) -> list:
+    """Every model of ``labels`` on ``backend``, measured together; their logits go to
+    ``logits[(model, backend)]`` for the agreement check."""
     by_label = {s.label: s for s in sources}
-    runners, staged, timings, logits = {}, {}, {}, {}
-    with contextlib.ExitStack() as stack:
-        for label in labels:
-            source = by_label[label]
-            progress(f"{backend}: loading {label}", None)
-            # no spinning: idle ONNX Runtime threads of one model would slow the next one down
-            runner = make_runner(backend, source.artifact_for(backend), threads=spec.threads,
-                                 compile=spec.compile, spinning=False,
-                                 ov_precision=spec.ov_precision)  # fmt: skip
-            stack.callback(runner.close)
-            images = to_layout(data[label][0], source.card.layout)
-            batch = timing_batch(images, spec.batch)
-            load = open_timed(runner)
-            staged[label], first_ms = first_call(runner, _as_input(runner, batch, spec))
-            timings[label] = Timing(load_seconds=load, first_call_ms=first_ms)
-            runners[label] = runner
-            progress(f"{backend}: accuracy of {label} on {len(images)} test images", None)
-            logits[label] = predict_all(runner, images, spec.batch)
-
-        def tick(message: str, fraction: float) -> None:
-            progress(f"{backend}: timing {len(labels)} model(s), {message}", fraction)
-
-        measure_interleaved(runners, staged, timings, spec.protocol, tick)
-        described = {label: runners[label].describe() for label in labels}
-    return [_result(label, backend, timings[label], logits[label], data[label][1],
-                    described[label], spec) for label in labels]  # fmt: skip
+    subjects = []
+    for label in labels:
+        source = by_label[label]
+        # no spinning: idle ONNX Runtime threads of one model would slow the next one down
+        runner = make_runner(backend, source.artifact_for(backend), threads=spec.threads,
+                             compile=spec.compile, spinning=False,
+                             ov_precision=spec.ov_precision)  # fmt: skip
+        images = to_layout(data[label][0], source.card.layout)
+        subjects.append(Subject(label, runner, images, (images,)))
+    measured = measure(subjects, spec.batch, spec.protocol, progress, what=backend)
+    rows = []
+    for label, m in measured.items():
+        logits[(label, backend)] = m.logits[0]
+        rows.append({
+            "model": label, "backend": backend, "runner": m.runner,
+            "load_seconds": m.timing.load_seconds, "first_call_ms": m.timing.first_call_ms,
+            "latency": m.latency.to_dict(),
+            "device_latency": m.device_latency.to_dict() if m.device_latency else None,
+            "samples_ms": m.timing.blocks.tolist(),
+            "accuracy": accuracy(m.logits[0], data[label][1]), "agreement": None,
+            "warnings": m.warnings,
+        })  # fmt: skip
+    return rows
 
 
-def _as_input(runner, batch: np.ndarray, spec: BenchSpec) -> np.ndarray:
-    shape, dtype = runner.input_spec.shape, runner.input_spec.dtype
-    if dtype.kind != "f":
-        raise ConfigError(
-            f"the model's input is {dtype}; abrl bench feeds normalised float images, so it "
-            "benches float32/float16 inputs only"
-        )
-    if isinstance(shape[0], int) and shape[0] != spec.batch:
-        raise ConfigError(
-            f"the model's input has a fixed batch of {shape[0]}; run with --batch {shape[0]}"
-        )
-    return batch.astype(dtype, copy=False)
-
-
-def _result(label, backend, timing: Timing, logits, labels, runner_info, spec) -> dict[str, Any]:
-    stats = latency_stats(timing.samples_ms, spec.batch)
-    warnings = []
-    if stats.high_variation:
-        warnings.append(
-            f"{label} on {backend}: latency varies a lot (CV {stats.cv:.0%}); close other "
-            "programs, pin --threads, or raise --min-seconds"
-        )
-    device = latency_stats(np.asarray(timing.device_ms), spec.batch) if len(
-        timing.device_ms) > 1 else None  # fmt: skip
-    return {
-        "model": label, "backend": backend, "runner": runner_info,
-        "load_seconds": timing.load_seconds, "first_call_ms": timing.first_call_ms,
-        "latency": stats.to_dict(), "device_latency": device.to_dict() if device else None,
-        "samples_ms": timing.blocks.tolist(),
-        "accuracy": accuracy(logits, labels), "agreement": None,
-        "warnings": warnings, "_logits": logits,
-    }  # fmt: skip
-
-
-def _add_agreement(results, sources, data, spec: BenchSpec, progress: Progress) -> None:
+def _add_agreement(results, logits, sources, data, spec: BenchSpec, progress: Progress) -> None:
     """Compare each result's logits with PyTorch's on the same images (computed if torch did not
     run as a backend); a model without a run directory is compared with its first backend."""
     for source in sources:
         rows = [r for r in results if r["model"] == source.label]
         if not rows:
             continue
-        ref_row = next((r for r in rows if r["backend"] == "torch"), None)
-        reference, ref_name = (ref_row["_logits"], "torch") if ref_row else (None, None)
+        reference = logits.get((source.label, "torch"))
+        ref_name = "torch" if reference is not None else None
         run = source.artifacts.get("run") or source.reference_run
         if reference is None and run is not None and unavailable_reason("torch") is None:
             progress(f"{source.label}: PyTorch reference logits", None)
@@ -239,11 +203,10 @@ def _add_agreement(results, sources, data, spec: BenchSpec, progress: Progress) 
             # Named as a reference: for an INT8/FP16 file it is the FP32 checkpoint it came from.
             ref_name = "torch" if source.kind == "run" else f"torch reference: {run.name} fp32"
         if reference is None:
-            reference, ref_name = rows[0]["_logits"], rows[0]["backend"]
+            reference, ref_name = logits[(source.label, rows[0]["backend"])], rows[0]["backend"]
         for r in rows:
-            r["agreement"] = {"reference": ref_name, **agreement(r["_logits"], reference)}
-    for r in results:
-        del r["_logits"]
+            mine = logits[(r["model"], r["backend"])]
+            r["agreement"] = {"reference": ref_name, **agreement(mine, reference)}
 
 
 def _comparisons(results, baseline: str, spec: BenchSpec) -> list[dict[str, Any]]:

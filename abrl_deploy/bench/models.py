@@ -13,7 +13,7 @@ from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, first_line
 from abrl_deploy.inspect import describe
 from abrl_deploy.preprocess import CHANNEL_ORDERS, DEFAULT_STEPS, INTERPOLATIONS, SCALES
-from abrl_deploy.runtime.backends import ARTIFACT
+from abrl_deploy.runtime.backends import TABLE
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,10 @@ class ModelSource:
     notes: tuple[str, ...] = ()  # facts about this model the user must see (report and terminal)
 
     def artifact_for(self, backend: str) -> Path | None:
-        return self.artifacts.get(ARTIFACT[backend])
+        return self.artifacts.get(TABLE[backend].artifact)
 
     def missing_reason(self, backend: str) -> str:
-        need = ARTIFACT[backend]
+        need = TABLE[backend].artifact
         if need == "run" and self.kind != "run":
             return (
                 f"{self.label}: the PyTorch backend runs a run directory's checkpoint, not this "

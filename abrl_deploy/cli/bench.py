@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from abrl_deploy.errors import DependencyError
+from abrl_deploy.runtime.backends import BACKENDS
 
 from .app import handle_errors
 from .parsing import parse_names, parse_numbers
@@ -43,8 +44,7 @@ def bench(
         str | None,
         typer.Option(
             "--backend",
-            help="Comma-separated: torch,torch-bf16,torch-cuda,ort-cpu,ort-cuda,"
-            "ort-trt,ov-cpu,trt \\[default: every one that can run here].",
+            help=f"Comma-separated: {','.join(BACKENDS)} \\[default: every one that can run here].",
         ),
     ] = None,  # fmt: skip
     batch: Annotated[int, typer.Option("--batch", help="Batch size timed.")] = 64,

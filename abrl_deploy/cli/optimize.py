@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from abrl_deploy.runtime.backends import CANDIDATE_BACKENDS
+
 from .app import handle_errors
 from .options import RunDataDir
 from .parsing import parse_names
@@ -39,10 +41,9 @@ def optimize(
         str,
         typer.Option(
             "--backends",
-            help="Runtimes to try: ort-cpu,ov-cpu,torch-bf16 "
-            "(PyTorch eager fp32 always runs: it is the reference).",
+            help="Runtimes to try (PyTorch eager fp32 always runs: it is the reference).",
         ),
-    ] = "ort-cpu,ov-cpu,torch-bf16",  # fmt: skip
+    ] = ",".join(CANDIDATE_BACKENDS),  # fmt: skip
     bf16: Annotated[
         str,
         typer.Option(
@@ -119,6 +120,8 @@ def _print(report: dict, spec) -> None:
     for s in report["skipped"]:
         console.print(escape(f"skipped {s['candidate']}: {s['reason']}"), highlight=False,
                       soft_wrap=True)  # fmt: skip
+    for w in report.get("warnings", ()):
+        console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
     chosen = next(r for r in report["candidates"] if r["chosen"])
     console.print(
         escape(f"chosen: {chosen['label']} ({chosen['runtime_precision']}): holdout top-1 "

@@ -7,6 +7,18 @@ from typing import Annotated
 
 import typer
 
+from abrl_deploy.runtime.backends import AUTO_ORDER, SERVING_BACKENDS
+
 RunDataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="The run's dataset, if it moved.")
+]
+
+# predict and serve: the backend table's serving rows, `auto` first
+ServingBackend = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        help=f"auto (the file's recorded choice, else the first of {', '.join(AUTO_ORDER)} that "
+        f"runs here), {', '.join(SERVING_BACKENDS)}.",
+    ),
 ]

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .app import handle_errors
+from .options import ServingBackend
 
 
 @handle_errors
@@ -20,9 +21,7 @@ def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, ...).")],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes per image.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    backend: Annotated[
-        str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt, ov-cpu or trt.")
-    ] = "auto",
+    backend: ServingBackend = "auto",
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads.")] = None,
     card: Annotated[
         Path | None,

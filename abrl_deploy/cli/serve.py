@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .app import handle_errors
+from .options import ServingBackend
 
 
 @handle_errors
@@ -18,9 +19,7 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", help="Processes, each with its own copy of the model.")
     ] = 1,
-    backend: Annotated[
-        str, typer.Option("--backend", help="auto, ort-cpu, ort-cuda, ort-trt, ov-cpu or trt.")
-    ] = "auto",
+    backend: ServingBackend = "auto",
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads per worker.")
     ] = None,

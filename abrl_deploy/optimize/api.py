@@ -4,21 +4,20 @@ file (its card records the choice) and the report. Returns the report as plain J
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 from pathlib import Path
 from typing import Any
 
 from abrl_deploy import __version__
 from abrl_deploy.artifacts import CARD, OPTIMIZE_REPORTS, WEIGHTS, refuse_overwrite
-from abrl_deploy.bench.accuracy import accuracy, predict_all
+from abrl_deploy.bench.accuracy import accuracy
 from abrl_deploy.bench.environment import environment
-from abrl_deploy.bench.images import ALL, timing_batch
-from abrl_deploy.bench.protocol import Timing, first_call, measure_interleaved, open_timed
-from abrl_deploy.bench.stats import latency_stats, ratio_ci
+from abrl_deploy.bench.images import ALL
+from abrl_deploy.bench.measure import Measurement, Subject, measure, skip_and_record
+from abrl_deploy.bench.stats import ratio_ci
 from abrl_deploy.card import ModelCard
 from abrl_deploy.compare import agreement
-from abrl_deploy.errors import ConfigError, DependencyError, RuntimeBackendError, first_line
+from abrl_deploy.errors import ConfigError, DependencyError
 from abrl_deploy.machine import signature
 from abrl_deploy.progress import Progress, quiet
 from abrl_deploy.runtime.backends import make_runner, unavailable_reason
@@ -88,46 +87,24 @@ def _refuse_overwrite(spec: OptimizeSpec) -> None:
 
 def _measure(candidates: list[Candidate], files, select, holdout, spec: OptimizeSpec, progress,
              skipped: list[dict[str, str]]) -> list[dict[str, Any]]:  # fmt: skip
-    """Open every candidate, score it on both splits, then time all of them interleaved."""
-    runners, staged, timings, scores = {}, {}, {}, {}
-    with contextlib.ExitStack() as stack:
-        for c in candidates:
-            progress(f"loading {c.label}", None)
-            runner = make_runner(c.backend, c.artifact(spec.run_dir, files), threads=spec.threads,
-                                 spinning=False, ov_precision=c.ov_precision)  # fmt: skip
-            try:
-                load = open_timed(runner)
-            except (RuntimeBackendError, DependencyError) as exc:
-                if c.label == REFERENCE:
-                    raise
-                skipped.append({"candidate": c.label, "reason": first_line(exc)})
-                continue
-            stack.callback(runner.close)
-            batch = timing_batch(select[0], spec.batch).astype(runner.input_spec.dtype)
-            staged[c.label], first_ms = first_call(runner, batch)
-            timings[c.label] = Timing(load_seconds=load, first_call_ms=first_ms)
-            progress(f"accuracy of {c.label}", None)
-            scores[c.label] = [predict_all(runner, x, spec.batch) for x in (select[0], holdout[0])]
-            runners[c.label] = runner
-
-        def tick(message: str, fraction: float) -> None:
-            progress(f"timing {len(runners)} variants together, {message}", fraction)
-
-        measure_interleaved(runners, staged, timings, spec.protocol, tick)
-        described = {label: r.describe() for label, r in runners.items()}
-    ref_blocks = timings[REFERENCE].blocks
+    """Every candidate measured together (bench's routine), scored on both halves; a candidate
+    that cannot open is skipped with its reason, except the reference."""
+    subjects = [Subject(c.label, make_runner(c.backend, c.artifact(spec.run_dir, files),
+                                             threads=spec.threads, spinning=False,
+                                             ov_precision=c.ov_precision),
+                        select[0], (select[0], holdout[0])) for c in candidates]  # fmt: skip
+    measured = measure(subjects, spec.batch, spec.protocol, progress, what="optimize",
+                       skip=skip_and_record(skipped, REFERENCE))  # fmt: skip
+    ref = measured[REFERENCE]
     by_label = {c.label: c for c in candidates}
-    return [_row(by_label[label], files, timings[label], ref_blocks, scores[label],
-                 scores[REFERENCE][1], select[1], holdout[1], described[label], spec)
-            for label in runners]  # fmt: skip
+    return [_row(by_label[label], files, m, ref, select[1], holdout[1])
+            for label, m in measured.items()]  # fmt: skip
 
 
-def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_holdout_logits,
-         select_labels, holdout_labels, runner: dict[str, Any], spec: OptimizeSpec,
-         ) -> dict[str, Any]:  # fmt: skip
-    stats = latency_stats(timing.samples_ms, spec.batch)
+def _row(c: Candidate, files, m: Measurement, ref: Measurement, select_labels,
+         holdout_labels) -> dict[str, Any]:  # fmt: skip
     # the reference against itself is 1 exactly (its bootstrap is degenerate, and costly)
-    ci = ratio_ci(timing.blocks, ref_blocks, "p50") if c.label != REFERENCE else None
+    ci = ratio_ci(m.timing.blocks, ref.timing.blocks, "p50") if c.label != REFERENCE else None
     speedup = ({"p50": 1.0, "low": 1.0, "high": 1.0, "confidence": None, "method": "identity"}
                if ci is None else {"p50": 1 / ci.ratio, "low": 1 / ci.high, "high": 1 / ci.low,
                                    "confidence": ci.confidence, "method": ci.method})  # fmt: skip
@@ -135,15 +112,16 @@ def _row(c: Candidate, files, timing: Timing, ref_blocks, logits, ref_holdout_lo
         "label": c.label, "backend": c.backend, "shippable": c.shippable,
         "file": "run directory (PyTorch checkpoint)" if c.file == "run" else str(files[c.file]),
         "file_precision": "fp32" if c.file == "run" else c.file,
-        "runtime_precision": _runtime_precision(c, runner),
-        "runner": runner, "load_seconds": timing.load_seconds,
-        "first_call_ms": timing.first_call_ms, "latency": stats.to_dict(),
-        "samples_ms": timing.blocks.tolist(),
+        "runtime_precision": _runtime_precision(c, m.runner),
+        "runner": m.runner, "load_seconds": m.timing.load_seconds,
+        "first_call_ms": m.timing.first_call_ms, "latency": m.latency.to_dict(),
+        "samples_ms": m.timing.blocks.tolist(),
         # latency(eager) / latency(this), from the paired ratio's bootstrap interval
         "speedup": speedup,
-        "select": accuracy(logits[0], select_labels),
-        "holdout": accuracy(logits[1], holdout_labels),
-        "holdout_agreement": agreement(logits[1], ref_holdout_logits),
+        "select": accuracy(m.logits[0], select_labels),
+        "holdout": accuracy(m.logits[1], holdout_labels),
+        "holdout_agreement": agreement(m.logits[1], ref.logits[1]),
+        "warnings": m.warnings,
     }  # fmt: skip
 
 
@@ -174,6 +152,7 @@ def _report(spec, rows, reference, chosen, notes, skipped, n_select, n_holdout) 
                     "below the reference's; the holdout half is reported, never used to choose",
         },
         "notes": notes, "skipped": skipped,
+        "warnings": [w for r in rows for w in r["warnings"]],
         "candidates": rows, "chosen": chosen["label"],
         "deploy": str(spec.deploy_path),
     }  # fmt: skip

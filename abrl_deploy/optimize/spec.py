@@ -8,9 +8,11 @@ from pathlib import Path
 from abrl_deploy.artifacts import DEPLOY, OPTIMIZE_REPORTS
 from abrl_deploy.bench.protocol import Protocol
 from abrl_deploy.errors import ConfigError
+from abrl_deploy.runtime.backends import CANDIDATE_BACKENDS
 
 CANDIDATE_PRECISIONS = ("fp32", "fp16", "int8")  # the ONNX files built as candidates
-BACKENDS = ("ort-cpu", "ov-cpu", "torch-bf16")  # where candidates run (torch eager: the reference)
+# where candidates run by default (torch eager always runs: the reference)
+BACKENDS = CANDIDATE_BACKENDS
 BF16 = ("auto", "on", "off")
 
 

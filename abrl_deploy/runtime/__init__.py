@@ -1,20 +1,18 @@
-"""Runners: one interface over the backends (ONNX Runtime, PyTorch, TensorRT).
+"""Runners: one interface over the backends (ONNX Runtime, PyTorch, OpenVINO, TensorRT).
 
-``TrtRunner`` is exported lazily (PEP 562), so importing this package stays torch-free and
-TensorRT-free; ``abrl_deploy.runtime.tensorrt`` imports them only when a runner opens.
+Every name is exported lazily (PEP 562): ``abrl_deploy.runtime.backends``, the backend table the
+CLI help reads, is importable without numpy, torch or any runtime.
 """
 
+from importlib import import_module
 from typing import Any
 
-from .base import InputSpec, Runner
-from .onnxruntime import PROVIDERS, OrtRunner
-
-__all__ = ["PROVIDERS", "InputSpec", "OrtRunner", "Runner", "TrtRunner"]
+_WHERE = {"InputSpec": ".base", "Runner": ".base", "OrtRunner": ".onnxruntime",
+          "TrtRunner": ".tensorrt"}  # fmt: skip
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "TrtRunner":
-        from .tensorrt import TrtRunner
-
-        return TrtRunner
+    if name in _WHERE:
+        return getattr(import_module(_WHERE[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,9 +26,7 @@ class InputSpec:
 class Runner:
     """One model on one backend. Subclasses set ``backend`` and implement the ``*_impl`` hooks."""
 
-    backend = "abstract"
-    # Whether one open runner may serve concurrent ``infer`` calls (the Predictor locks if not).
-    thread_safe = False
+    backend = "abstract"  # its name in the backend table (backends.py), which says the rest
 
     def __init__(self) -> None:
         self._open = False

@@ -33,7 +33,6 @@ class OvRunner(Runner):
     """``path`` (ONNX) compiled by OpenVINO for the CPU at ``precision`` ("auto": OpenVINO's)."""
 
     backend = "ov-cpu"
-    thread_safe = False  # one infer request: "Infer Request is busy" under concurrent calls
 
     def __init__(self, path: str | Path, precision: str = "auto", threads: int | None = None):
         super().__init__()

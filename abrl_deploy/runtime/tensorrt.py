@@ -119,7 +119,6 @@ class TrtRunner(Runner):
     """The serialized TensorRT engine at ``engine_path`` on CUDA device ``device_index``."""
 
     backend = "trt"
-    thread_safe = False  # one execution context
 
     def __init__(self, engine_path: str | Path, device_index: int = 0):
         super().__init__()

@@ -12,7 +12,7 @@ import pytest
 from card_model import write_card_model
 
 from abrl_deploy.errors import RuntimeBackendError
-from abrl_deploy.runtime.onnxruntime import OrtRunner
+from abrl_deploy.runtime.backends import make_runner
 
 pytestmark = pytest.mark.skipif(
     "CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is really listed here"
@@ -31,7 +31,7 @@ def test_a_session_that_fell_back_to_the_cpu_is_refused(tmp_path, lists_cuda):
                                                            "CPUExecutionProvider"])  # fmt: skip
     assert session.get_providers()[0] == "CPUExecutionProvider"  # ONNX Runtime fell back, quietly
     with pytest.raises(RuntimeBackendError, match="refusing a silent fallback"):
-        OrtRunner(model, "ort-cuda").open()
+        make_runner("ort-cuda", model).open()
 
 
 def test_the_predictor_moves_on_and_says_why(tmp_path, lists_cuda):
