@@ -129,6 +129,31 @@ class TrainConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# Each method's own fields: only that method reads them (the others are read by every method;
+# ridge and center_features too, because every method's refit head uses them). reproduce reads
+# this to tell whether a saved run is the planned one, and which settings a step's cost has.
+METHOD_FIELDS = {
+    "abrl": frozenset({
+        "val_batch_size", "hypergrad", "lambda_", "penalty_norm", "inner_problem",
+        "memory_newton_steps", "head_refresh", "memory_cg_iters", "amortized_lr",
+        "split_diagnostic_rows", "inner_solve", "inner_tol", "inner_max_iter", "inner_steps",
+        "inner_lr", "solver", "cg_rtol", "cg_max_iter",
+    }),
+    "joint": frozenset({"lambda_", "penalty_norm"}),
+    "simclr": frozenset({"pretrain_epochs", "temperature"}),
+    "finetune": frozenset({"label_rows"}),
+}  # fmt: skip
+# Where, not what: these never change a run's numbers
+WHERE_FIELDS = frozenset({"data_dir", "workers", "device", "data_cache", "tensorboard"})
+
+
+def fields_read_by(method: str) -> frozenset[str]:
+    """Every TrainConfig field ``method`` reads: the general ones and its own."""
+    own = frozenset().union(*METHOD_FIELDS.values())
+    every = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+    return (every - own) | METHOD_FIELDS.get(method, frozenset())
+
+
 # Upper bounds: a value past them is a typo or a damaged file, not a plan (an epoch count of
 # 1e30 would otherwise start training). Seeds feed numpy, which takes 32 bits.
 _INT_MAX = 10**9

@@ -8,7 +8,6 @@ fixed random batches: the cost of a step does not depend on what the images show
 from __future__ import annotations
 
 # Torch is imported inside the functions: abrl reproduce reads StepShape without loading it.
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ def images(shape: StepShape, n: int, seed: int):
     return x.to(shape.device), y.to(shape.device)
 
 
-def _stepper(name: str, shape: StepShape, **cfg: Any):
+def stepper(name: str, shape: StepShape, **cfg: Any):
     """A function doing one optimizer step of method ``name`` on fixed batches.
 
     Fine-tuning gets the same images ABRL sees: its train and validation rows together.
@@ -72,35 +71,10 @@ def _stepper(name: str, shape: StepShape, **cfg: Any):
 
 def time_method(name: str, shape: StepShape, steps: int, warmup: int, **cfg: Any) -> list[float]:
     """Per-step seconds of one method, after ``warmup`` untimed steps."""
-    step = _stepper(name, shape, **cfg)
+    step = stepper(name, shape, **cfg)
     for _ in range(warmup):
         step()
     return [step() for _ in range(steps)]
-
-
-def interleaved_step_times(
-    variants: dict[str, tuple[str, dict[str, Any]]],
-    shape: StepShape,
-    *,
-    rounds: int,
-    steps: int,
-    warmup: int = 1,
-) -> dict[str, list[float]]:
-    """Median step seconds per round for each variant (name -> (method, config fields)).
-
-    Each round runs ``steps`` steps of every variant, the order reversed every other round, so
-    drift on a busy machine hits all variants alike and rounds pair up for a ratio.
-    """
-    steppers = {key: _stepper(name, shape, **cfg) for key, (name, cfg) in variants.items()}
-    for step in steppers.values():
-        for _ in range(warmup):
-            step()
-    medians: dict[str, list[float]] = {key: [] for key in variants}
-    order = list(steppers)
-    for r in range(rounds):
-        for key in order if r % 2 == 0 else order[::-1]:
-            medians[key].append(statistics.median(steppers[key]() for _ in range(steps)))
-    return medians
 
 
 def saved_bytes(fn) -> int:

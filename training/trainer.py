@@ -32,7 +32,7 @@ from .batches import EpochBatchSampler, batch_sizes
 from .config import TrainConfig
 from .data import load_dataset
 from .evaluate import evaluate, topk_correct
-from .methods import get_method
+from .methods import StepResult, get_method
 from .models import build_classifier, resolve_stem
 from .progress import TrainProgress
 
@@ -207,7 +207,7 @@ class Trainer:
         for batch in train:
             yield batch, (next(val_iter) if val_iter is not None else None)
 
-    def train_step(self, batch: tuple, val: tuple | None) -> dict[str, Any]:
+    def train_step(self, batch: tuple, val: tuple | None) -> StepResult:
         """One outer step on host batches: to the device, the method's step, the optimizer."""
         x, y = self._to_device(batch[0]), batch[1].to(self.device)
         if val is not None:
@@ -215,7 +215,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         out = self.method.step((x, y, *batch[2:]), val)  # extras: ABRL memory's row positions
         distributed.average_gradients(self.params)
-        out["grad_norm"] = self._clip_gradients()
+        out.logged["grad_norm"] = self._clip_gradients()
         self.optimizer.step()
         self.scheduler.step()
         return out
@@ -231,17 +231,16 @@ class Trainer:
         for batch, val in self.epoch_batches():
             out = self.train_step(batch, val)
             y = batch[1]
-            logits = out.pop("logits", None)
-            if logits is not None:
-                y = y.to(logits.device)
-                c1 += topk_correct(logits, y, 1)
-                c5 += topk_correct(logits, y, 5)
+            if out.logits is not None:
+                y = y.to(out.logits.device)
+                c1 += topk_correct(out.logits, y, 1)
+                c5 += topk_correct(out.logits, y, 5)
                 n += len(y)
-            for k, v in out.items():
+            for k, v in {"loss": out.loss, **out.logged}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             steps += 1
             images += len(y)
-            progress.step(self.epoch, out.get("loss", float("nan")))
+            progress.step(self.epoch, out.loss)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0

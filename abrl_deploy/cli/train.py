@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -26,8 +27,28 @@ Device = choices("Device", config.DEVICES)
 Precision = choices("Precision", config.TRAIN_PRECISIONS)
 
 
+# The default shown in --help comes from TrainConfig, written once; these say what None means.
+_NONE_MEANS = {"image_size": "per dataset", "grad_clip": "off", "pretrain_epochs": "half of epochs",
+               "channels_last": "with bf16 only"}  # fmt: skip
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(config.TrainConfig)}
+
+
 def _opt(help: str, *names: str) -> typer.models.OptionInfo:
+    """A flag whose value stays None unless given (a --config file may set it), with the
+    TrainConfig default of its field in the help."""
+    field = names[-1].split("/")[0].removeprefix("--").replace("-", "_")
+    field = "lambda_" if field == "lambda" else field
+    default = _DEFAULTS.get(field)
+    shown = _NONE_MEANS.get(field) if default is None else _show(default)
+    if shown is not None:
+        help = f"{help.rstrip('.')} \\[default: {shown}]."
     return typer.Option(*names, help=help, show_default=False)
+
+
+def _show(value) -> str:
+    return (
+        {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+    )
 
 
 @handle_errors
@@ -38,53 +59,39 @@ def train(
     config: Annotated[
         Path | None, _opt("YAML file of defaults (configs/); flags win.", "--config")
     ] = None,
-    method: Annotated[Method | None, _opt("Training method \\[default: abrl].", "--method")] = None,
+    method: Annotated[Method | None, _opt("Training method.", "--method")] = None,
     dataset: Annotated[
-        Dataset | None, _opt("Dataset \\[default: digits, embedded].", "--dataset")
+        Dataset | None, _opt("Dataset (digits is embedded: no download).", "--dataset")
     ] = None,
     data_dir: Annotated[
         Path | None, _opt("Folder holding the dataset's official layout.", "--data-dir")
     ] = None,
-    backbone: Annotated[
-        Backbone | None, _opt("Encoder \\[default: resnet18].", "--backbone")
-    ] = None,
+    backbone: Annotated[Backbone | None, _opt("Encoder.", "--backbone")] = None,
     pretrained: Annotated[
         Path | None, _opt("Local encoder state dict (.safetensors/.pt).", "--pretrained")
     ] = None,
-    image_size: Annotated[
-        int | None, _opt("Input size in pixels \\[default: per dataset].", "--image-size")
-    ] = None,
-    epochs: Annotated[int | None, _opt("Epochs \\[default: 100, the paper's].", "--epochs")] = None,
+    image_size: Annotated[int | None, _opt("Input size in pixels.", "--image-size")] = None,
+    epochs: Annotated[int | None, _opt("Epochs (the default is the paper's).", "--epochs")] = None,
     batch_size: Annotated[
         int | None,
-        _opt("Train batch size, global under torchrun \\[default: 64].", "--batch-size"),
+        _opt("Train batch size, global under torchrun.", "--batch-size"),
     ] = None,
-    lr: Annotated[float | None, _opt("Outer SGD learning rate \\[default: 0.01].", "--lr")] = None,
-    seed: Annotated[
-        int | None, _opt("Seed of init, splits and batches \\[default: 0].", "--seed")
-    ] = None,
+    lr: Annotated[float | None, _opt("Outer SGD learning rate.", "--lr")] = None,
+    seed: Annotated[int | None, _opt("Seed of init, splits and batches.", "--seed")] = None,
     val_fraction: Annotated[
         float | None,
-        _opt("Share of train data held out for validation \\[default: 0.1].", "--val-fraction"),
+        _opt("Share of train data held out for validation.", "--val-fraction"),
     ] = None,
     limit: Annotated[int | None, _opt("Use at most N train and N test images.", "--limit")] = None,
-    device: Annotated[
-        Device | None, _opt("auto, cpu or cuda \\[default: auto].", "--device")
-    ] = None,
-    workers: Annotated[
-        int | None, _opt("DataLoader worker processes \\[default: 0].", "--workers")
-    ] = None,
-    hypergrad: Annotated[
-        Hypergrad | None, _opt("ABRL hypergradient \\[default: implicit].", "--hypergrad")
-    ] = None,
-    lambda_: Annotated[
-        float | None, _opt("Penalty weight; 0 disables \\[default: 0.01].", "--lambda")
-    ] = None,
+    device: Annotated[Device | None, _opt("auto, cpu or cuda.", "--device")] = None,
+    workers: Annotated[int | None, _opt("DataLoader worker processes.", "--workers")] = None,
+    hypergrad: Annotated[Hypergrad | None, _opt("ABRL hypergradient.", "--hypergrad")] = None,
+    lambda_: Annotated[float | None, _opt("Penalty weight; 0 disables.", "--lambda")] = None,
     inner_solve: Annotated[
         InnerSolve | None,
         _opt(
             "ABRL's inner solve: newton (to stationarity, what the implicit formula assumes) or "
-            "steps (the paper's K steps of α) \\[default: newton].",
+            "steps (the paper's K steps of α).",
             "--inner-solve",
         ),
     ] = None,
@@ -96,58 +103,52 @@ def train(
             "5 Newton-CG steps per step) or batch (the head solved on each batch alone, the "
             "release before issue 23); amortized and memory re-solve the head on the split each "
             "epoch (head_refresh). amortized is the default on accuracy: transfer-cpu, 3 seeds, "
-            "refit top-1 28.1 against memory 7.2 and batch 15.2 (README) \\[default: amortized].",
+            "refit top-1 28.1 against memory 7.2 and batch 15.2 (README).",
             "--inner-problem",
         ),
     ] = None,
     inner_tol: Annotated[
         float | None,
-        _opt("Newton stops at ||grad|| <= tol × ridge \\[default: 1e-3].", "--inner-tol"),
+        _opt("Newton stops at ||grad|| <= tol × ridge.", "--inner-tol"),
     ] = None,
     inner_steps: Annotated[
         int | None,
-        _opt("Inner head steps K with --inner-solve steps \\[default: 5].", "--inner-steps"),
+        _opt("Inner head steps K with --inner-solve steps.", "--inner-steps"),
     ] = None,
-    inner_lr: Annotated[
-        str | None, _opt("Inner step α, or 'auto' (1/L) \\[default: 0.001].", "--inner-lr")
-    ] = None,
-    ridge: Annotated[
-        float | None, _opt("Ridge μ > 0 on the head \\[default: 1e-3].", "--ridge")
-    ] = None,
-    solver: Annotated[
-        Solver | None, _opt("Linear solver for H v = g \\[default: cg].", "--solver")
-    ] = None,
+    inner_lr: Annotated[str | None, _opt("Inner step α, or 'auto' (1/L).", "--inner-lr")] = None,
+    ridge: Annotated[float | None, _opt("Ridge μ > 0 on the head.", "--ridge")] = None,
+    solver: Annotated[Solver | None, _opt("Linear solver for H v = g.", "--solver")] = None,
     head_refit: Annotated[
         bool | None,
         _opt(
             "Save the ridge-logistic head refit on all train features (every method; both "
-            "heads are always evaluated) instead of the method's own head \\[default: refit].",
+            "heads are always evaluated) instead of the method's own head.",
             "--head-refit/--no-head-refit",
         ),
     ] = None,
     augment: Annotated[
         bool | None,
-        _opt("The dataset's random train augmentation \\[default: on].", "--augment/--no-augment"),
+        _opt("The dataset's random train augmentation.", "--augment/--no-augment"),
     ] = None,
     grad_clip: Annotated[
-        float | None, _opt("Clip the gradient's global norm \\[default: off].", "--grad-clip")
+        float | None, _opt("Clip the gradient's global norm.", "--grad-clip")
     ] = None,
     pretrain_epochs: Annotated[
-        int | None, _opt("SimCLR pre-training epochs \\[default: half].", "--pretrain-epochs")
+        int | None, _opt("SimCLR pre-training epochs.", "--pretrain-epochs")
     ] = None,
     precision: Annotated[
         Precision | None,
         _opt(
             "Encoder compute precision: auto = bf16 autocast on CUDA and on CPUs with "
             "avx512_bf16/amx_bf16, fp32 elsewhere; the head maths stay fp32. The card records "
-            "what ran and why \\[default: auto].",
+            "what ran and why.",
             "--precision",
         ),
     ] = None,
     channels_last: Annotated[
         bool | None,
         _opt(
-            "Model and inputs in channels_last \\[default: with bf16 only].",
+            "Model and inputs in channels_last.",
             "--channels-last/--no-channels-last",
         ),
     ] = None,
@@ -155,7 +156,7 @@ def train(
         str | None,
         _opt(
             "Decode JPEG/PNG datasets once into this folder, 'auto' ($ABRL_CACHE_DIR or "
-            "~/.cache/abrl/images) or 'off' \\[default: auto].",
+            "~/.cache/abrl/images) or 'off'.",
             "--data-cache",
         ),
     ] = None,

@@ -125,9 +125,9 @@ def test_head_persists_and_residual_is_logged():
     torch.testing.assert_close(method.W, warm)  # continued from W1 ...
     assert not torch.allclose(method.W, cold)  # ... not re-initialised
     assert method.steps_done == 2
-    for out in (first, second):
-        assert out["inner_residual"] > 0 and out["outer_loss"] > 0
-        assert out["loss"] == out["outer_loss"]
+    for out in (first, second):  # the loss reported is L_out, never the surrogate
+        assert out.logged["inner_residual"] > 0 and out.logged["outer_loss"] > 0
+        assert out.loss == out.logged["outer_loss"]
     state = method.state_dict()
     fresh = tiny_method()
     fresh.load_state_dict(state)

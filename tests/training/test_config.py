@@ -78,3 +78,15 @@ def test_a_run_record_from_a_newer_abrl_is_read_without_its_new_keys(tmp_path):
 def test_integral_numbers_from_yaml_become_integers():
     assert load_config(epochs="1e1", limit=200.0).epochs == 10
     assert load_config(limit=200.0).limit == 200
+
+
+def test_each_method_reads_its_own_fields_and_the_general_ones():
+    from abrl_deploy.training.config import METHOD_FIELDS, fields_read_by
+
+    every = {f for f in TrainConfig.__dataclass_fields__}
+    assert set().union(*METHOD_FIELDS.values()) <= every  # no stale name
+    assert "inner_problem" in fields_read_by("abrl") and "inner_problem" not in fields_read_by(
+        "finetune"
+    )
+    assert "lambda_" in fields_read_by("joint") and "temperature" in fields_read_by("simclr")
+    assert {"ridge", "epochs", "lr"} <= fields_read_by("finetune")  # the refit head's ridge too

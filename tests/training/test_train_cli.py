@@ -239,5 +239,9 @@ def test_help_shows_the_defaults_written_in_it():
     """rich would read "[default: 0.01]" as a markup tag and drop it; the help escapes it."""
     from typer.testing import CliRunner
 
+    from abrl_deploy.training.config import TrainConfig
+
     out = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"}).output
-    assert "0 disables [default: 0.01]" in out and "Dataset [default: digits, embedded]" in out
+    assert "0 disables [default: 0.01]" in out and "no download) [default: digits]" in out
+    # the defaults shown are TrainConfig's, not strings written a second time
+    assert f"[default: {TrainConfig().inner_problem}]" in out and "[default: off]" in out

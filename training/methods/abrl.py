@@ -27,7 +27,7 @@ from abrl_deploy.errors import TrainingError
 from .. import distributed
 from . import amortized
 from . import hypergrad as hg
-from .base import Method
+from .base import Method, StepResult
 from .diagnostics import StepRecords, encode_rows, head_against, split_diagnostics, split_sample
 from .feature_memory import FeatureMemory, advance_head
 from .newton import newton_head
@@ -98,13 +98,14 @@ class AbrlMethod(Method):
         m = self._center(z_tr)
         zc_tr, zc_val = z_tr - m, z_val - m
         inner = self._inner_rows(zc_tr, y_tr, m)  # once a step: the memory's are 18 MB
-        lr = self._inner_lr(inner[0])
+        # α: the inner step size of the head (K plain steps, Neumann), not the outer cfg.lr
+        inner_alpha = self._inner_alpha(inner[0])
+        # what backward() differentiates: L_out through the K steps (unrolled), or the implicit
+        # surrogate, whose gradient is the hypergradient (its value means nothing)
         if self.cfg.hypergrad == "unrolled":
-            out = self._unrolled(zc_tr, y_tr, zc_val, y_val, lr)
-            objective = out.pop("objective")
+            objective, out = self._unrolled(zc_tr, y_tr, zc_val, y_val, inner_alpha)
         else:
-            out = self._implicit(zc_tr, y_tr, zc_val, y_val, lr, inner)
-            objective = out.pop("surrogate")
+            objective, out = self._implicit(zc_tr, y_tr, zc_val, y_val, inner_alpha, inner)
         if self.cfg.lambda_ > 0:
             pen = cov_penalty(z_tr, normalize=self.cfg.penalty_norm)
             objective = objective + self.cfg.lambda_ * pen
@@ -116,21 +117,20 @@ class AbrlMethod(Method):
             logits = hg.head_logits(zc_tr[own], self.W, self.b)  # for this rank's y
         out["penalty"] = pen.item()
         # Log L_out, never the surrogate: S's value means nothing (decision 5).
-        out["loss"] = out["outer_loss"] = out["val_ce"] + self.cfg.lambda_ * pen.item()
+        loss = out["outer_loss"] = out["val_ce"] + self.cfg.lambda_ * pen.item()
         out["inner_residual_over_ridge"] = out["inner_residual"] / self.cfg.ridge
-        if lr is not None:
-            out["inner_lr"] = lr
+        if inner_alpha is not None:
+            out["inner_lr"] = inner_alpha  # logged under the flag's name, --inner-lr
         if staleness is not None:
             out["memory_staleness"] = staleness
         self.records.add(out)
-        out["logits"] = logits.detach()
-        if not torch.isfinite(torch.tensor(out["loss"])):
+        if not math.isfinite(loss):
             raise TrainingError(
-                f"ABRL diverged at step {self.steps_done} (loss {out['loss']}); lower --lr or "
+                f"ABRL diverged at step {self.steps_done} (loss {loss}); lower --lr or "
                 "add --grad-clip (with --inner-problem memory: or use amortized, the default); "
                 "with --inner-solve steps: lower --inner-lr or use --inner-lr auto"
             )
-        return out
+        return StepResult(loss, logits.detach(), out)
 
     def _center(self, z_tr: torch.Tensor) -> torch.Tensor:
         """Subtract the detached batch mean: it cut CG from ~200 to ~30 iterations (decision 6).
@@ -151,7 +151,7 @@ class AbrlMethod(Method):
             self.feature_mean.lerp_(m, 0.1)  # deployed head's centre, like BatchNorm's running mean
         return m
 
-    def _inner_lr(self, z: torch.Tensor) -> float | None:
+    def _inner_alpha(self, z: torch.Tensor) -> float | None:
         if self.cfg.inner_solve == "newton":
             return None
         bound = hg.bohning_bound(z, self.cfg.ridge)
@@ -167,7 +167,7 @@ class AbrlMethod(Method):
         z, y = self.memory.rows()
         return z - m, y
 
-    def _solve_head(self, zd: torch.Tensor, y_tr: torch.Tensor, lr: float | None) -> dict:
+    def _solve_head(self, zd: torch.Tensor, y_tr: torch.Tensor, alpha: float | None) -> dict:
         """Move the persistent head towards argmin L_in on the inner rows: solved to stationarity
         on a batch, or a budget of Newton-CG iterations on the memory (it follows a slowly
         moving optimum; the split-level diagnostics say how close it stays)."""
@@ -184,7 +184,7 @@ class AbrlMethod(Method):
             res = newton_head(zd, y_tr, self.W, self.b, cfg.ridge, tol, cfg.inner_max_iter)
             self.W, self.b = res.W, res.b
             return {"inner_residual": res.residual, "newton_iterations": res.iterations}
-        self.W, self.b = hg.inner_steps(zd, y_tr, self.W, self.b, cfg.ridge, lr, cfg.inner_steps)
+        self.W, self.b = hg.inner_steps(zd, y_tr, self.W, self.b, cfg.ridge, alpha, cfg.inner_steps)
         return {"inner_residual": hg.inner_residual(zd, y_tr, self.W, self.b, cfg.ridge)}
 
     def _solve_on(self, z: torch.Tensor, y: torch.Tensor):
@@ -208,13 +208,12 @@ class AbrlMethod(Method):
             self._solve_on(z_tr, y_tr)
         self.v = (torch.zeros_like(self.W), torch.zeros_like(self.b))
 
-    def _amortized(self, zc_tr, y_tr, zc_val, y_val) -> dict[str, Any]:
+    def _amortized(self, zc_tr, y_tr, zc_val, y_val) -> tuple[torch.Tensor, dict[str, Any]]:
         """The encoder's step at the current φ and v, then one stochastic step of each."""
         cfg = self.cfg
         v = self.v if cfg.hypergrad == "implicit" else tuple(torch.zeros_like(t) for t in self.v)
-        out: dict[str, Any] = {
-            "surrogate": hg.implicit_surrogate(zc_tr, y_tr, zc_val, y_val, self.W, self.b, v)
-        }
+        surrogate = hg.implicit_surrogate(zc_tr, y_tr, zc_val, y_val, self.W, self.b, v)
+        out: dict[str, Any] = {}
         with torch.no_grad():
             out["val_ce"] = F.cross_entropy(hg.head_logits(zc_val, self.W, self.b), y_val).item()
         rho = amortized.step_size(cfg.amortized_lr, zc_tr.detach(), cfg.ridge, self.steps_done)
@@ -223,29 +222,31 @@ class AbrlMethod(Method):
         )
         out["inner_residual"] = hg.inner_residual(zc_tr.detach(), y_tr, self.W, self.b, cfg.ridge)
         out["amortized_step"] = rho
-        return out
+        return surrogate, out
 
-    def _implicit(self, zc_tr, y_tr, zc_val, y_val, lr: float | None, inner) -> dict[str, Any]:
+    def _implicit(
+        self, zc_tr, y_tr, zc_val, y_val, alpha: float | None, inner
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
         cfg = self.cfg
         if cfg.inner_problem == "amortized":
             return self._amortized(zc_tr, y_tr, zc_val, y_val)
         zd, yd = inner  # the centred, detached rows of the inner problem (_inner_rows)
-        out: dict[str, Any] = self._solve_head(zd, yd, lr)
+        out: dict[str, Any] = self._solve_head(zd, yd, alpha)
         if cfg.hypergrad == "implicit":
             with torch.no_grad():
                 probs = torch.softmax(hg.head_logits(zd, self.W, self.b), dim=1)
                 g = hg.ce_grad(zc_val.detach(), y_val, self.W, self.b)
-            sol = self._solve(zd, probs, g, lr)
+            sol = self._solve(zd, probs, g, alpha)
             out.update(cg_iterations=sol.iterations, cg_residual=sol.residual)
             v = sol.v
         else:  # first-order: v = 0, only the direct validation path
             v = (torch.zeros_like(self.W), torch.zeros_like(self.b))
-        out["surrogate"] = hg.implicit_surrogate(zc_tr, y_tr, zc_val, y_val, self.W, self.b, v)
+        surrogate = hg.implicit_surrogate(zc_tr, y_tr, zc_val, y_val, self.W, self.b, v)
         with torch.no_grad():
             out["val_ce"] = F.cross_entropy(hg.head_logits(zc_val, self.W, self.b), y_val).item()
-        return out
+        return surrogate, out
 
-    def _solve(self, z, probs, g, lr: float | None) -> hg.SolveResult:
+    def _solve(self, z, probs, g, alpha: float | None) -> hg.SolveResult:
         """H v = g. CG starts from zero: the previous batch's v started it at relative residual
         6.6 (median) and left it unconverged at the cap (docs/method.md decision 6, amended)."""
         cfg = self.cfg
@@ -253,19 +254,19 @@ class AbrlMethod(Method):
             return hg.solve_cg(z, probs, g, cfg.ridge, rtol=cfg.cg_rtol, max_iter=cfg.cg_max_iter)
         if cfg.solver == "exact":
             return hg.solve_exact(z, probs, g, cfg.ridge)
-        alpha = lr if lr is not None else 1.0 / hg.bohning_bound(z, cfg.ridge)
+        alpha = alpha if alpha is not None else 1.0 / hg.bohning_bound(z, cfg.ridge)
         return hg.solve_neumann(z, probs, g, cfg.ridge, alpha, cfg.cg_max_iter)
 
-    def _unrolled(self, zc_tr, y_tr, zc_val, y_val, lr: float) -> dict[str, Any]:
+    def _unrolled(self, zc_tr, y_tr, zc_val, y_val, alpha: float) -> tuple[torch.Tensor, dict]:
         """Differentiate through the K head steps (the memory-hungry ablation)."""
         inner_steps = self.cfg.inner_steps
         W, b = hg.unrolled_head(
-            [zc_tr] * inner_steps, [y_tr] * inner_steps, self.W, self.b, self.cfg.ridge, lr
+            [zc_tr] * inner_steps, [y_tr] * inner_steps, self.W, self.b, self.cfg.ridge, alpha
         )
         objective = F.cross_entropy(hg.head_logits(zc_val, W, b), y_val)
         self.W, self.b = W.detach(), b.detach()
         residual = hg.inner_residual(zc_tr.detach(), y_tr, self.W, self.b, self.cfg.ridge)
-        return {"objective": objective, "val_ce": objective.item(), "inner_residual": residual}
+        return objective, {"val_ce": objective.item(), "inner_residual": residual}
 
     @torch.no_grad()
     def sync_head(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -13,6 +14,16 @@ from ..config import TrainConfig
 from ..distributed import gather_rows
 from ..models import Classifier
 from ..precision import resolve as resolve_precision
+
+
+@dataclass
+class StepResult:
+    """What one step reports: the loss it minimised (ABRL: L_out, never its surrogate), the
+    train-batch logits for train top-1 (None where the step has none), and floats to log."""
+
+    loss: float
+    logits: torch.Tensor | None = None
+    logged: dict[str, float] = field(default_factory=dict)
 
 
 class Method:
@@ -45,10 +56,8 @@ class Method:
     def train_dataset(self, epoch: int) -> Dataset:
         return self.splits.train
 
-    def step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], val_batch: Any | None
-    ) -> dict[str, Any]:
-        """Forward, backward. Returns floats to log and, under "logits", the train-batch logits."""
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor], val_batch: Any | None) -> StepResult:
+        """Forward, backward (the gradients are left for the Trainer's optimizer)."""
         raise NotImplementedError
 
     def end_epoch(self) -> None:
@@ -108,13 +117,11 @@ def cross_entropy_step(method: Method, x: torch.Tensor, y: torch.Tensor, lambda_
         z = method.model.forward_features(x)
         logits = method.model.forward_head(z)
     ce = F.cross_entropy(logits.float(), y)
-    out: dict[str, Any] = {"ce": ce.item()}
+    logged = {"ce": ce.item()}
     loss = ce
     if lambda_ > 0:
         pen = cov_penalty(gather_rows(z), normalize=method.cfg.penalty_norm)
         loss = ce + lambda_ * pen
-        out["penalty"] = pen.item()
+        logged["penalty"] = pen.item()
     loss.backward()
-    out["loss"] = loss.item()
-    out["logits"] = logits.detach()
-    return out
+    return StepResult(loss.item(), logits.detach(), logged)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from torch.utils.data import Dataset
 
-from .base import Method, cross_entropy_step
+from .base import Method, StepResult, cross_entropy_step
 from .registry import register_method
 
 
@@ -27,7 +25,7 @@ class FinetuneMethod(Method):
         pick = np.random.default_rng(self.cfg.seed).permutation(len(train))[: self.cfg.label_rows]
         return CycledRows(train, pick.tolist())
 
-    def step(self, batch, val_batch) -> dict[str, Any]:
+    def step(self, batch, val_batch) -> StepResult:
         x, y = batch
         return cross_entropy_step(self, x, y)
 
@@ -51,6 +49,6 @@ class JointMethod(Method):
 
     sync_batchnorm = True  # the penalty is taken on the batch of all ranks
 
-    def step(self, batch, val_batch) -> dict[str, Any]:
+    def step(self, batch, val_batch) -> StepResult:
         x, y = batch
         return cross_entropy_step(self, x, y, lambda_=self.cfg.lambda_)

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 
 from ..distributed import gather_rows
-from .base import Method, cross_entropy_step
+from .base import Method, StepResult, cross_entropy_step
 from .ntxent import nt_xent
 from .registry import register_method
 
@@ -71,7 +71,7 @@ class SimclrMethod(Method):
         s = self.splits
         return s.train_views(_TwoViews(simclr_augmentation(s.image_size, s.mean, s.std)))
 
-    def step(self, batch, val_batch) -> dict[str, Any]:
+    def step(self, batch, val_batch) -> StepResult:
         x, y = batch
         if not self.pretraining():
             return cross_entropy_step(self, x, y)
@@ -81,7 +81,7 @@ class SimclrMethod(Method):
         p = gather_rows(p)  # every rank's pairs, in order: rows 2i and 2i+1 stay one image
         loss = nt_xent(p[0::2], p[1::2], self.cfg.temperature)
         loss.backward()
-        return {"loss": loss.item(), "nt_xent": loss.item()}
+        return StepResult(loss.item(), None, {"nt_xent": loss.item()})
 
     def state_dict(self) -> dict[str, Any]:
         return {"projector": self.projector.state_dict()}
