@@ -70,7 +70,7 @@ def cosine(a, b) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", type=Path, required=True, help="a trained run on tiny-imagenet-100")
-    p.add_argument("--data-dir", default="../shared/data/tiny-imagenet-100")
+    p.add_argument("--data-dir", required=True, help="tiny-imagenet-100 in its official layout")
     p.add_argument("--draws", type=int, default=20)
     p.add_argument("--warm-steps", type=int, default=10)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/hypergrad_fidelity.json"))

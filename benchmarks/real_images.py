@@ -1,7 +1,7 @@
 """Methods compared on real images: `abrl train` runs on Tiny-ImageNet (100 classes, 32 px),
 every method with the same preset, splits, epochs, augmentation and optimizer; both heads.
 
-    .venv/bin/python benchmarks/real_images.py --data-dir ../shared/data/tiny-imagenet-100 \\
+    .venv/bin/python benchmarks/real_images.py --data-dir DATA/tiny-imagenet-100 \\
         [--methods finetune,abrl,abrl-first-order] [--seeds 0,1] [--epochs 1] [--out runs/real]
 
 Resumable: a finished run directory (card.json present) is reused. Prints a table and writes

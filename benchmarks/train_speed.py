@@ -6,7 +6,7 @@ variants take turns, a few steps each, round after round, so that load on a shar
 all of them alike. A step's time includes fetching its batch (decoding or reading the cache). The
 epoch time is steps per epoch × the median over rounds of the mean step time.
 
-    .venv/bin/python benchmarks/train_speed.py --data-dir ../shared/data/tiny-imagenet-100 \
+    .venv/bin/python benchmarks/train_speed.py --data-dir DATA/tiny-imagenet-100 \
         [--rounds 4] [--steps 5] [--out benchmarks/results/train_speed.json]
 
 Prints a table and writes JSON with the CPU and its flags. Timing is a benchmark, never a test.
@@ -41,7 +41,7 @@ DEFAULT_VARIANTS = ",".join(list(VARIANTS)[:4])
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="tiny-imagenet")
-    p.add_argument("--data-dir", default="../shared/data/tiny-imagenet-100")
+    p.add_argument("--data-dir", required=True, help="tiny-imagenet-100 in its official layout")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--methods", default="finetune,abrl")
     p.add_argument("--rounds", type=int, default=4)

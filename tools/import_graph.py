@@ -62,6 +62,45 @@ def edges(found: dict[str, Path]) -> dict[str, set[str]]:
     return graph
 
 
+# The layers of docs/architecture.md and what each may import (its own layer included). The core
+# is what a production service imports: it imports no other layer. Lazy imports count too.
+LAYERS = ("cli", "optimize", "reproduce", "export", "training", "bench", "serve")  # else core
+ALLOWED = {
+    "core": {"core"},
+    "serve": {"core"},
+    "training": {"core"},
+    "bench": {"core", "export"},  # a run without model.onnx is exported on the fly, lazily
+    "export": {"core", "training"},
+    "optimize": {"core", "bench", "training", "export"},
+    "reproduce": {"core", "bench", "training", "export"},
+    "cli": {"core", "serve", "training", "bench", "export", "optimize", "reproduce"},
+}
+
+
+# Named exceptions, each with its reason
+EXCEPTIONS = {
+    # the torch runner loads a run directory with training's loader, inside open(): a service
+    # that runs ONNX files never reaches it
+    ("abrl_deploy.runtime.pytorch", "abrl_deploy.training.checkpoint"),
+}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "core"
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every edge that goes against ALLOWED, as 'a (layer) -> b (layer)'."""
+    bad = []
+    for a in sorted(graph):
+        for b in sorted(graph[a]):
+            la, lb = layer(a), layer(b)
+            if la != lb and lb not in ALLOWED[la] and (a, b) not in EXCEPTIONS:
+                bad.append(f"{a} ({la}) -> {b} ({lb})")
+    return bad
+
+
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components with more than one module (Tarjan)."""
     index: dict[str, int] = {}
@@ -121,7 +160,11 @@ def main() -> None:
           f"{len(found_circles)} circle(s)")  # fmt: skip
     for c in found_circles:
         print("circle: " + " <-> ".join(c))
-    sys.exit(1 if found_circles else 0)
+    against = layer_violations(graph)
+    print(f"{len(against)} import(s) against the layers")
+    for v in against:
+        print("against the layers: " + v)
+    sys.exit(1 if found_circles or against else 0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The paper's numbers (shared/paper/abrl-paper.tex), copied by hand to set beside our own.
+"""The paper's numbers (from its LaTeX source, abrl-paper.tex, which is not in this repo), copied
+by hand to set beside our own.
 
 Table 1 is top-1 accuracy (%) as (mean, std) over three seeds; Table 2 (the ablation on CIFAR-100)
 gives means only. The claims are quoted from the abstract and the Discussion.

@@ -37,3 +37,22 @@ def test_the_tool_finds_a_circle_and_resolves_relative_imports(tmp_path, monkeyp
     graph = tool.edges(tool.modules())
     assert graph["abrl_deploy.sub.b"] == {"abrl_deploy.a", "abrl_deploy.c"}
     assert tool.circles(graph) == [["abrl_deploy.a", "abrl_deploy.sub.b"]]
+
+
+def test_every_import_goes_down_the_layers_and_a_planted_one_up_is_found(tmp_path, monkeypatch):
+    tool = _tool()
+    assert tool.layer_violations(tool.edges(tool.modules())) == []
+    pkg = tmp_path / "abrl_deploy"
+    for sub in ("training", "bench"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "predictor.py").write_text("def f():\n    from abrl_deploy.bench import x\n")  # up
+    (pkg / "bench" / "x.py").write_text("from abrl_deploy import predictor\n")  # down: fine
+    (pkg / "training" / "t.py").write_text("import abrl_deploy.bench.x\n")  # sideways: refused
+    monkeypatch.setattr(tool, "SOURCES", {"abrl_deploy": pkg})
+    found = tool.layer_violations(tool.edges(tool.modules()))
+    assert found == [
+        "abrl_deploy.predictor (core) -> abrl_deploy.bench.x (bench)",
+        "abrl_deploy.training.t (training) -> abrl_deploy.bench.x (bench)",
+    ]
