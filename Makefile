@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNS ?= runs
 
-# A second, small environment with only the runtime extra (no torch) proves the Predictor and
-# `abrl predict` work in a production image; pytest and onnx (to build test models) come along.
+# A second, small environment with exactly the runtime extra (no torch, no onnx) proves the
+# Predictor and `abrl predict` work in a production image; pytest comes along, and the test
+# models are built by the main environment's interpreter (ABRL_FIXTURE_PYTHON, tests/card_model.py).
 RT_VENV := .venv-runtime
 RT_STAMP := $(RT_VENV)/.installed
 
@@ -24,7 +25,7 @@ $(RT_VENV)/bin/python:
 	$(PYTHON) -m venv $(RT_VENV)
 
 $(RT_STAMP): pyproject.toml constraints.txt | $(RT_VENV)/bin/python
-	$(RT_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[runtime]' pytest onnx
+	$(RT_VENV)/bin/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[runtime]' pytest
 	touch $@
 
 install: $(STAMP)
@@ -41,9 +42,9 @@ test: lint
 	$(BIN)/pytest -q -m "not slow"
 	$(MAKE) test-runtime
 
-test-runtime: $(RT_STAMP)
-	$(RT_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit('torch is in $(RT_VENV)' if u.find_spec('torch') else 0)"
-	ABRL_EXPECT_NO_TORCH=1 $(RT_VENV)/bin/pytest -q -p no:cacheprovider tests/predictor tests/core
+test-runtime: $(RT_STAMP) $(STAMP)
+	$(RT_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit(', '.join(m for m in ('torch', 'onnx') if u.find_spec(m)) + ' in $(RT_VENV): make clean' if any(u.find_spec(m) for m in ('torch', 'onnx')) else 0)"
+	ABRL_EXPECT_NO_TORCH=1 ABRL_FIXTURE_PYTHON=$(abspath $(BIN)/python) $(RT_VENV)/bin/pytest -q -p no:cacheprovider tests/predictor tests/core
 
 # The main job on the embedded digits: train ABRL and the fine-tune baseline, export verified ONNX
 # files, then bench both at batch 64 on every backend that can run here, with the verdict on the

@@ -4,17 +4,28 @@ fixed or dynamic shapes) and the same CNN as ``abrl export`` would write it, wit
 abrl card and optionally a ``features`` output (``write_card_model``).
 
     write_card_model(tmp_path / "model.onnx", features=True)
+
+Where ``onnx`` is not installed (``make test-runtime``: the runtime extra alone, to prove that
+serving never needs it) the files are built by ``$ABRL_FIXTURE_PYTHON``, an interpreter that has
+onnx (the Makefile passes the main environment's).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from abrl_deploy.card import ModelCard
+
+try:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+except ImportError:  # the runtime-only environment: exactly abrl[runtime] and pytest
+    onnx = None
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
@@ -79,6 +90,19 @@ def cnn_model(
     return model
 
 
+def _elsewhere(function: str, path: str | Path, kw: dict) -> Path:
+    """Run ``function(path, **kw)`` of this module in $ABRL_FIXTURE_PYTHON (which has onnx)."""
+    python = os.environ.get("ABRL_FIXTURE_PYTHON")
+    if not python:
+        raise RuntimeError("onnx is not installed and ABRL_FIXTURE_PYTHON is not set")
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import card_model; card_model.{function}({str(path)!r}, **json.loads(sys.argv[1]))"
+    )
+    subprocess.run([python, "-c", code, json.dumps(kw)], check=True)  # fmt: skip
+    return Path(path)
+
+
 def _save(model: onnx.ModelProto, path: str | Path) -> Path:
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
@@ -87,18 +111,25 @@ def _save(model: onnx.ModelProto, path: str | Path) -> Path:
 
 def write_cnn(path: str | Path, *, width: int, **kw) -> Path:
     """A third-party-style classifier without an abrl card; output `scores`."""
+    if onnx is None:
+        return _elsewhere("write_cnn", path, {"width": width, **kw})
     return _save(cnn_model(width=width, **kw), path)
 
 
 def write_card_model(
-    path: str | Path, *, features: bool = False, size: int = 16, classes: int = 10, seed: int = 0
-) -> Path:
+    path: str | Path, *, features: bool = False, size: int = 16, classes: int = 10, seed: int = 0,
+    props: dict[str, str] | None = None,
+) -> Path:  # fmt: skip
     """What ``abrl export`` writes, in miniature: input `images` [N,3,size,size] float32, outputs
-    `logits` [N,classes] and, with ``features=True``, `features` [N,8]; the card embedded."""
+    `logits` [N,classes] and, with ``features=True``, `features` [N,8]; the card embedded, or
+    ``props`` as the metadata instead (``{}``: no card; a damaged card's JSON)."""
+    if onnx is None:
+        kw = {"features": features, "size": size, "classes": classes, "seed": seed}
+        return _elsewhere("write_card_model", path, {**kw, "props": props})
     model = cnn_model(width=WIDTH, size=size, classes=classes, seed=seed, output="logits",
                       features=features)  # fmt: skip
-    card = card_for(size, classes)
-    if not features:
-        card = card.replace(feature_dim=None)
-    helper.set_model_props(model, card.to_onnx_metadata())
+    if props is None:
+        card = card_for(size, classes)
+        props = (card if features else card.replace(feature_dim=None)).to_onnx_metadata()
+    helper.set_model_props(model, props)
     return _save(model, path)

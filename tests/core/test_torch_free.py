@@ -43,7 +43,11 @@ def test_no_torch_imported(code):
 
 def test_bench_of_an_onnx_file_reads_its_images_without_torch(tmp_path):
     """`abrl bench model.onnx` on a third-party model: images are read and preprocessed without
-    torch (issue 14), so it runs where only the runtime extra is installed."""
+    torch (issue 14), so it runs with the runtime and bench extras and no torch."""
+    pytest.importorskip(
+        "onnx", reason="abrl bench reads an ONNX file's inputs with onnx (the bench extra); "
+        "this environment has the runtime extra alone"
+    )  # fmt: skip
     from card_model import write_cnn
     from datafixtures import write_imagefolder
 

@@ -4,10 +4,8 @@ choice says, on the CPU it was measured on, and states why it does not elsewhere
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 from card_model import card_for, write_card_model
-from onnx import helper
 
 from abrl_deploy import Predictor
 from abrl_deploy import deploy_record as record
@@ -15,15 +13,10 @@ from abrl_deploy.machine import signature
 
 
 def _shipped(tmp_path, backend: str, ov_precision: str | None, machine=None):
-    path = write_card_model(tmp_path / "model.deploy.onnx")
     deploy = {"choice": {"backend": backend, "ov_precision": ov_precision,
                          "runtime_precision": "int8 QDQ", "threads": None},
               "machine": machine or signature(), "source": "model.int8.onnx"}  # fmt: skip
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    helper.set_model_props(model, card_for().replace(deploy=deploy).to_onnx_metadata())
-    onnx.save(model, str(path))
-    return path
+    return _with_deploy(tmp_path, deploy)
 
 
 def test_auto_runs_the_recorded_choice_on_the_cpu_it_was_measured_on(tmp_path):
@@ -162,12 +155,8 @@ def test_a_record_made_before_gpus_were_recorded_matches_only_a_machine_without_
 
 
 def _with_deploy(tmp_path, deploy):
-    path = write_card_model(tmp_path / "model.deploy.onnx")
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    helper.set_model_props(model, card_for().replace(deploy=deploy).to_onnx_metadata())
-    onnx.save(model, str(path))
-    return path
+    props = card_for().replace(deploy=deploy).to_onnx_metadata()
+    return write_card_model(tmp_path / "model.deploy.onnx", props=props)
 
 
 def _choice(**fields):

@@ -179,11 +179,7 @@ def test_files_that_are_not_exported_models_are_refused(tmp_path, model):
         Predictor(model, backend="trt")
     with pytest.raises(ConfigError, match="unknown"):
         Predictor(model, backend="cuda")
-    import onnx
-
-    plain = onnx.load(str(model))
-    del plain.metadata_props[:]
-    onnx.save(plain, str(tmp_path / "plain.onnx"))
+    write_card_model(tmp_path / "plain.onnx", props={})
     with pytest.raises(ConfigError, match="has no abrl model card"):
         Predictor(tmp_path / "plain.onnx", backend="ort-cpu")
 
