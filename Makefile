@@ -18,7 +18,7 @@ $(BIN)/python:
 
 # Exact pins from constraints.txt; torch comes from this machine's local files (about 2 minutes).
 $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,export,runtime,serve,bench,test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,export,runtime,serve,bench,test,cluster]'
 	touch $@
 
 $(RT_VENV)/bin/python:

@@ -11,3 +11,8 @@ GridProgress = Callable[[str, int, int], None]  # (what is happening, cells done
 
 def quiet(message: str, *done: float | int | None) -> None:
     """Report nothing (the default of every long operation)."""
+
+
+# A grid reports each cell as "<cell>: <state> ...": running, retried, then one of these when it
+# ends in this session (a reused cell ends too, but trained nothing, so --quiet leaves it out).
+CELL_ENDS = ("trained", "resumed", "failed")

@@ -23,3 +23,19 @@ def run_with_progress(run: Callable[..., Any], spec: Any, quiet: bool) -> Any:
             bar.update(task, description=message, total=total, completed=fraction or 0)
 
         return run(spec, progress)
+
+
+def cell_lines(console: Console | None = None) -> Callable[[str, int, int], None]:
+    """A GridProgress for --quiet: one line per cell that ended in this session, nothing else."""
+    from abrl_deploy.progress import CELL_ENDS
+
+    out = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    last = {"done": 0}
+
+    def progress(message: str, done: int, total: int) -> None:
+        grew, last["done"] = done > last["done"], max(done, last["done"])
+        state = message.partition(": ")[2].split(" ", 1)[0].rstrip(":")
+        if grew and state in CELL_ENDS:
+            out.print(f"[{done}/{total}] {message}", markup=False)
+
+    return progress

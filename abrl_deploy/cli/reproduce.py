@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .app import handle_errors
@@ -19,6 +20,11 @@ class Preset(str, Enum):
     paper = "paper"
     cpu_small = "cpu-small"
     transfer_cpu = "transfer-cpu"
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 def _opt(help: str, *names: str) -> Any:
@@ -45,9 +51,15 @@ def reproduce(
     ] = None,
     data_dir: Annotated[Path | None, _opt("Folder holding the datasets.", "--data-dir")] = None,
     seeds: Annotated[str, _opt("Comma-separated seeds.", "--seeds")] = "0,1,2",
-    out: Annotated[Path, _opt("Output folder (runs, report).", "--out", "-o")] = Path(
-        "runs/reproduce"
-    ),
+    out: Annotated[
+        Path,
+        _opt(
+            "Output folder (runs, report). With --executor ray every node writes its runs here "
+            "directly: give storage every node mounts at the same path (NFS, a shared PVC).",
+            "--out",
+            "-o",
+        ),
+    ] = Path("runs/reproduce"),
     resume: Annotated[
         bool, _opt("Reuse finished runs, resume unfinished ones, rewrite the report.", "--resume")
     ] = False,
@@ -75,7 +87,41 @@ def reproduce(
     bench_seconds: Annotated[
         float, _opt("Timed seconds per model in the latency bench.", "--bench-seconds")
     ] = 5.0,
-    quiet: Annotated[bool, _opt("No progress view.", "--quiet")] = False,
+    executor: Annotated[
+        Executor,
+        _opt(
+            "local: the cells one after another in this process; ray: each cell a Ray task on "
+            "the cluster (pip install 'abrl\\[cluster]'; docs/cluster.md).",
+            "--executor",
+        ),
+    ] = Executor.local,
+    ray_address: Annotated[
+        str | None,
+        _opt(
+            "Ray cluster to join: HOST:PORT, ray://HOST:PORT or auto (an existing cluster "
+            "only). Default: RAY_ADDRESS or the cluster started on this machine, else a new "
+            "local one.",
+            "--ray-address",
+        ),
+    ] = None,
+    cpus_per_run: Annotated[
+        int,
+        _opt(
+            "CPUs each Ray task reserves and its torch threads (a CUDA cell also takes 1 GPU).",
+            "--cpus-per-run",
+        ),
+    ] = 2,
+    max_retries: Annotated[
+        int,
+        _opt(
+            "Ray retries of a cell whose worker or node died; the retry resumes from its "
+            "state.pt. A cell's own error is not retried.",
+            "--max-retries",
+        ),
+    ] = 3,
+    quiet: Annotated[
+        bool, _opt("No progress view: a line per cell that trained, resumed or failed.", "--quiet")
+    ] = False,
 ) -> None:
     """Run the paper's Table 1 and 2 grid over seeds and test each claim, with its uncertainty."""
     from abrl_deploy.reproduce import ReproduceSpec
@@ -90,16 +136,24 @@ def reproduce(
         resume=resume, force=force, report_only=report_only,
         overrides=tuple((k, v) for k, v in overrides.items() if v is not None),
         config_dir=config_dir, latency=latency, costs=costs, bench_seconds=bench_seconds,
+        executor=executor.value, ray_address=ray_address, cpus_per_run=cpus_per_run,
+        max_retries=max_retries,
     )  # fmt: skip
     report = _run_with_progress(run, spec, quiet)
     console = Console() if Console().is_terminal else Console(width=140)
     _print(console, report)
     console.print(f"wrote {out / 'reproduce.md'} and {', '.join(report['files'])}", highlight=False)
+    if report.get("failed"):  # the report is written from the others; the exit code says it
+        for name, why in report["failed"].items():
+            console.print(f"[bold red]failed:[/] {name}: {escape(why)}", highlight=False)
+        raise typer.Exit(1)
 
 
 def _run_with_progress(run, spec, quiet: bool) -> dict:
     if quiet:
-        return run(spec)
+        from .progress import cell_lines
+
+        return run(spec, cell_lines())
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

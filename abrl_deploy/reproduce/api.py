@@ -22,8 +22,9 @@ from abrl_deploy.progress import GridProgress, quiet
 from abrl_deploy.training.costs import StepShape
 
 from . import claims, measure, paper
+from .executors import run_cells
 from .plan import BASELINES, HEADS, ReproduceSpec, plan_grid
-from .runner import CellResult, build_config, read_curves, run_grid
+from .runner import CellResult, build_config, read_curves
 
 SCHEMA = "abrl.reproduce"
 
@@ -39,12 +40,16 @@ def reproduce(spec: ReproduceSpec, progress: GridProgress = quiet) -> dict[str, 
     def on_cell(cell, done: int, what: str) -> None:
         progress(f"{cell.name}: {what}", done, len(cells))
 
-    results = run_grid(cells, force=spec.force, train=not spec.report_only, progress=on_cell)
+    grid = run_cells(cells, spec, on_cell)
+    results = grid.results
     if not results:
-        raise ConfigError(f"{spec.out} holds no finished run of this grid; nothing to report")
+        first = next(iter(grid.failed.items()), None)
+        why = f" ({len(grid.failed)} failed; {first[0]}: {first[1]})" if first else ""
+        raise ConfigError(f"{spec.out} holds no finished run of this grid{why}; nothing to report")
     report = _report(spec, results)
     done = {r.cell for r in results}
     report["missing"] = [c.name for c in cells if c not in done]
+    report["failed"] = grid.failed  # {cell: its one-line error}; these are in missing too
     progress("measuring the claims", len(cells), len(cells))
     report["claims"] = _claims(spec, results, progress)
     from .report import write_all
@@ -106,6 +111,7 @@ def _report(spec: ReproduceSpec, results: list[CellResult]) -> dict[str, Any]:
                   "own_top1": r.head.get("own_head", {}).get("top1"),
                   "saved_head": r.head.get("source"),
                   "train_seconds": r.metrics.get("train_seconds"),
+                  "resumed_from_epoch": r.resumed_from_epoch,
                   "curve": [{k: row.get(k) for k in ("epoch", "loss", "test_top1", "val_top1")}
                             for row in read_curves(r.cell.run_dir)]}
                  for r in results],

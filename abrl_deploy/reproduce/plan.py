@@ -15,6 +15,7 @@ from abrl_deploy.errors import ConfigError
 from abrl_deploy.training.config import DATASETS
 
 PRESETS = ("paper", "cpu-small", "transfer-cpu")
+EXECUTORS = ("local", "ray")
 PRESET_DATASETS = {
     "paper": ("cifar100", "tiny-imagenet", "cub200"),
     "cpu-small": ("digits",),
@@ -84,6 +85,11 @@ class ReproduceSpec:
     overhead_steps: int = 3
     memory_ks: tuple[int, ...] = (1, 5, 20)
     confidence: float = 0.95
+    # where the cells train (executors.py): "local" one after another here, "ray" as Ray tasks
+    executor: str = "local"
+    ray_address: str | None = None  # None: ray.init()'s own choice (join this machine's, or start)
+    cpus_per_run: int = 2  # CPUs a Ray task reserves, and its torch threads
+    max_retries: int = 3  # Ray retries of a cell whose worker or node died
 
     def __post_init__(self) -> None:
         p = []
@@ -104,6 +110,10 @@ class ReproduceSpec:
             p.append(f"memory K values {self.memory_ks}: give two or more, each >= 1")
         if not 0.5 <= self.confidence < 1:
             p.append(f"confidence {self.confidence} must be in [0.5, 1)")
+        if self.executor not in EXECUTORS:
+            p.append(f"--executor {self.executor!r}; valid: {', '.join(EXECUTORS)}")
+        if self.cpus_per_run < 1 or self.max_retries < 0:
+            p.append("--cpus-per-run must be >= 1 and --max-retries >= 0")
         if p:
             raise ConfigError("invalid reproduce options: " + "; ".join(p))
 

@@ -4,6 +4,9 @@ A run is finished when its card.json parses and model.safetensors exists (train(
 weights, then the card, both atomically, so a card is only ever beside its weights). A run with a
 state.pt is resumed exactly (``train(..., resume=True)``). A run directory holding neither is a run
 killed before its first checkpoint and is started over.
+
+``run_grid`` is the local executor: one cell after another in this process (executors.py holds
+the Ray one; both call ``run_cell``, the code of ``abrl train``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from abrl_deploy.artifacts import CARD, CONFIG, METRICS, STATE, WEIGHTS
-from abrl_deploy.errors import ConfigError
+from abrl_deploy.errors import AbrlError, ConfigError, first_line
 
 from .plan import Cell
 
@@ -37,6 +40,15 @@ class CellResult:
     metrics: dict[str, Any]
     head: dict[str, Any]  # the card's record of the saved head (ABRL: both heads' accuracies)
     seconds: float
+    resumed_from_epoch: int | None = None  # the epochs its state.pt held when it was resumed
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """What a grid's executor returns: the finished cells in plan order, and the failed ones."""
+
+    results: list[CellResult]
+    failed: dict[str, str]  # cell name -> the one-line error of a cell that failed on its own
 
 
 def run_state(run_dir: Path) -> str:
@@ -87,35 +99,43 @@ def _resolved_later(key: str, value: Any) -> bool:
     return key in _IGNORED or value is None or (key == "stem" and value == "auto")
 
 
-def run_cell(cell: Cell, *, force: bool, report_only: bool = False) -> CellResult:
-    """Train, resume or reuse one cell; returns the finished run's card metrics."""
-    from abrl_deploy.training import train
-
-    t0 = time.perf_counter()
-    cfg = build_config(cell)
+def check_cell(cell: Cell, *, force: bool, report_only: bool = False) -> str:
+    """The cell's run_state, after refusing a saved run the plan cannot reuse: a wrong --out or
+    changed options are a mistake of the whole grid, raised before anything trains."""
     state = "empty" if force else run_state(cell.run_dir)
     if state != "empty":
-        _check_same_config(cell, cfg.to_dict())
+        _check_same_config(cell, build_config(cell).to_dict())
     if state == "card-only" and not report_only:
         raise ConfigError(
             f"{cell.run_dir} has a card but no {WEIGHTS} (trained elsewhere, weights not brought "
             "back?); report it with --report-only, or retrain with --force"
         )
+    return state
+
+
+def run_cell(cell: Cell, *, force: bool, report_only: bool = False) -> CellResult:
+    """Train, resume or reuse one cell; returns the finished run's card metrics."""
+    t0 = time.perf_counter()
+    state = check_cell(cell, force=force, report_only=report_only)
+    resumed_from = None
     if state in ("finished", "card-only"):
         action = "reused"
-    elif state == "partial":
-        action = "resumed"
-        train(None, cell.run_dir, resume=True, quiet=True)
     else:
-        action = "trained"
-        # force also when not asked: an "empty" dir may hold files of a run killed early
-        train(cfg, cell.run_dir, force=True, quiet=True)
+        from abrl_deploy.training import train
+
+        if state == "partial":
+            action = "resumed"
+            result = train(None, cell.run_dir, resume=True, quiet=True)
+            resumed_from = result.resumed_at_epoch if result is not None else None
+        else:
+            action = "trained"
+            # force also when not asked: an "empty" dir may hold files of a run killed early
+            train(build_config(cell), cell.run_dir, force=True, quiet=True)
     card = _read_card(cell.run_dir)
     if card is None:
         raise ConfigError(f"{cell.run_dir}: training ended without a readable card.json")
-    return CellResult(
-        cell, action, card["metrics"], card.get("head") or {}, time.perf_counter() - t0
-    )
+    return CellResult(cell, action, card["metrics"], card.get("head") or {},
+                      time.perf_counter() - t0, resumed_from)  # fmt: skip
 
 
 def run_grid(
@@ -124,21 +144,30 @@ def run_grid(
     force: bool,
     train: bool = True,
     progress: Callable[[Cell, int, str], None] | None = None,
-) -> list[CellResult]:
-    """Run every cell in order; ``progress(cell, index, what)`` before and after each.
+) -> GridRun:
+    """Run every cell in order; ``progress(cell, cells done, what)`` before and after each.
 
     With ``train=False`` only finished runs are read (after the same config check) and the
-    others are left out: a report of what a grid has so far.
+    others are left out: a report of what a grid has so far. A cell whose training fails with an
+    AbrlError (bad data, divergence) is recorded in ``failed`` and the grid goes on; any other
+    exception (a bug, Ctrl-C) stops the grid with its traceback, as before.
     """
-    results = []
+    results, failed = [], {}
     for i, cell in enumerate(cells):
         if progress:
             progress(cell, i, "running")
+        what = "missing"
         if train or run_state(cell.run_dir) in ("finished", "card-only"):
-            results.append(run_cell(cell, force=force, report_only=not train))
+            check_cell(cell, force=force, report_only=not train)  # outside the try: stops the grid
+            try:
+                results.append(run_cell(cell, force=force, report_only=not train))
+                what = results[-1].action
+            except AbrlError as exc:
+                failed[cell.name] = f"{type(exc).__name__}: {first_line(exc)}"
+                what = f"failed: {failed[cell.name]}"
         if progress:
-            progress(cell, i + 1, results[-1].action if results else "missing")
-    return results
+            progress(cell, i + 1, what)
+    return GridRun(results, failed)
 
 
 def read_curves(run_dir: Path) -> list[dict[str, Any]]:
