@@ -19,6 +19,7 @@ from abrl_deploy import __version__
 from abrl_deploy.artifacts import CARD
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.progress import GridProgress, quiet
+from abrl_deploy.training.config import METHOD_FIELDS
 from abrl_deploy.training.costs import StepShape
 
 from . import claims, measure, paper
@@ -175,10 +176,12 @@ def _lat(r: dict[str, Any]) -> dict[str, Any]:
             "p90_ms": lat["p90_ms"], "cv": lat["cv"], "top1": r["accuracy"]["top1"]}  # fmt: skip
 
 
-# The ABRL fields of the grid's config that the timed steps use too (all but lambda).
-_STEP_FIELDS = ("hypergrad", "inner_solve", "inner_tol", "inner_max_iter", "inner_steps",
-                "inner_lr", "ridge", "solver", "cg_rtol", "cg_max_iter", "center_features",
-                "penalty_norm")  # fmt: skip
+# What a timed ABRL step reads of the grid's config: ABRL's own fields but lambda (varied here),
+# the outer batch (the step shape's) and the once-an-epoch ones, with the ridge and centring.
+_STEP_FIELDS = sorted(
+    METHOD_FIELDS["abrl"] - {"lambda_", "val_batch_size", "split_diagnostic_rows", "head_refresh"}
+    | {"ridge", "center_features"}
+)
 
 
 def _overhead_claim(spec: ReproduceSpec, shape: StepShape, cfg) -> dict[str, Any]:

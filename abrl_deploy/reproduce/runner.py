@@ -23,15 +23,6 @@ from abrl_deploy.errors import AbrlError, ConfigError, first_line
 
 from .plan import Cell
 
-# Fields that may differ between a saved run and the plan without making the run another one.
-_IGNORED = {"data_dir", "workers", "device"}
-# ABRL's own fields: no other method reads them, so a fine-tune saved when ABRL's defaults were
-# other is the same run (the ridge and centring are not here: every method's refit head uses them)
-_ABRL_ONLY = {"hypergrad", "inner_problem", "memory_newton_steps", "head_refresh",
-              "memory_cg_iters", "amortized_lr", "split_diagnostic_rows", "inner_solve",
-              "inner_tol", "inner_max_iter", "inner_steps", "inner_lr", "solver", "cg_rtol",
-              "cg_max_iter", "val_batch_size"}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class CellResult:
@@ -78,10 +69,12 @@ def build_config(cell: Cell):
 
 def _check_same_config(cell: Cell, planned: dict[str, Any]) -> None:
     """A saved run reused for another config would put wrong numbers in the tables."""
-    from abrl_deploy.training.config import load_config
+    from abrl_deploy.training.config import fields_read_by, load_config
 
     saved = load_config(cell.run_dir / CONFIG, ignore_unknown=True).to_dict()
-    unread = _ABRL_ONLY if planned.get("method") != "abrl" else set()
+    # the fields the planned method does not read may differ (TrainConfig's METHOD_FIELDS): a
+    # fine-tune saved when ABRL's defaults were other is the same run
+    unread = set(planned) - fields_read_by(planned.get("method", "abrl"))
     diff = sorted(
         k for k in planned
         if k not in unread and not _resolved_later(k, planned[k]) and saved.get(k) != planned[k]
@@ -96,7 +89,9 @@ def _check_same_config(cell: Cell, planned: dict[str, Any]) -> None:
 
 def _resolved_later(key: str, value: Any) -> bool:
     """The trainer fills in image_size and stem (from the dataset) before it saves the config."""
-    return key in _IGNORED or value is None or (key == "stem" and value == "auto")
+    from abrl_deploy.training.config import WHERE_FIELDS  # where, not what: never the numbers
+
+    return key in WHERE_FIELDS or value is None or (key == "stem" and value == "auto")
 
 
 def check_cell(cell: Cell, *, force: bool, report_only: bool = False) -> str:
