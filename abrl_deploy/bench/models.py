@@ -12,38 +12,10 @@ from abrl_deploy.artifacts import CARD, ENGINE, ONNX, WEIGHTS, sidecar
 from abrl_deploy.card import ModelCard
 from abrl_deploy.errors import ConfigError, first_line
 from abrl_deploy.inspect import describe
-from abrl_deploy.preprocess import CHANNEL_ORDERS, DEFAULT_STEPS, INTERPOLATIONS, SCALES
+from abrl_deploy.preprocess import DEFAULT_STEPS
 from abrl_deploy.runtime.backends import TABLE
 
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What a card would say, given on the command line for a model without one."""
-
-    input_size: int | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    layout: str | None = None  # "NCHW" or "NHWC"
-    dataset: str | None = None
-    resize: int | None = None  # shorter side before the centre crop; 0: no resize
-    interpolation: str | None = None
-    scale: str | None = None  # "1/255" (pixels in [0, 1]) or "1" (0-255)
-    channel_order: str | None = None  # "RGB" or "BGR"
-
-    def __post_init__(self) -> None:
-        p = []
-        if self.resize is not None and self.resize < 0:
-            p.append(f"--resize {self.resize} must be >= 0 (0: no resize)")
-        if self.interpolation is not None and self.interpolation not in INTERPOLATIONS:
-            p.append(
-                f"--interpolation {self.interpolation}: use one of {', '.join(INTERPOLATIONS)}"
-            )
-        if self.scale is not None and self.scale not in SCALES:
-            p.append(f"--scale {self.scale}: use 1/255 (pixels in [0, 1]) or 1 (0-255)")
-        if self.channel_order is not None and self.channel_order not in CHANNEL_ORDERS:
-            p.append(f"--channel-order {self.channel_order.lower()}: use rgb or bgr")
-        if p:
-            raise ConfigError("; ".join(p))
+from .spec import ModelFacts
 
 
 @dataclass(frozen=True)

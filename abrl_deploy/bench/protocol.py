@@ -20,40 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from abrl_deploy.errors import ConfigError
 from abrl_deploy.progress import Progress
 from abrl_deploy.runtime.base import Runner
 
-TIMER = "time.perf_counter_ns around one call: host input to host outputs, synchronised"
-
-
-@dataclass(frozen=True)
-class Protocol:
-    warmup: int = 10
-    min_iters: int = 50
-    min_seconds: float = 5.0
-    block: int = 5  # calls of one model before switching to the next
-    min_blocks: int = 10  # the bootstrap resamples blocks; fewer gives a meaningless interval
-
-    def __post_init__(self) -> None:
-        p = []
-        if self.warmup < 0:
-            p.append(f"--warmup {self.warmup} is negative")
-        if self.min_iters < 2:
-            p.append(f"--min-iters {self.min_iters}: need at least 2 calls for a spread")
-        if self.min_seconds < 0:
-            p.append(f"--min-seconds {self.min_seconds} is negative")
-        if self.block < 1 or self.min_blocks < 3:
-            p.append(f"--block {self.block} must be >= 1 (and min_blocks >= 3)")
-        if p:
-            raise ConfigError("invalid timing protocol: " + "; ".join(p))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "warmup": self.warmup, "min_iters": self.min_iters, "min_seconds": self.min_seconds,
-            "block": self.block, "min_blocks": self.min_blocks, "timer": TIMER,
-            "schedule": "interleaved blocks per backend, order reversed every other round",
-        }  # fmt: skip
+from .spec import TIMER, Protocol  # noqa: F401  (Protocol: the spec lives with BenchSpec)
 
 
 @dataclass

@@ -12,13 +12,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from abrl_deploy.bench.spec import BenchSpec, Protocol
 from abrl_deploy.errors import DependencyError
 from abrl_deploy.runtime.backends import BACKENDS
 
 from .app import handle_errors
+from .options import defaults
 from .parsing import parse_names, parse_numbers
 from .progress import run_with_progress
 from .render import verdict_markup
+
+_SPEC, _PROTOCOL = defaults(BenchSpec), defaults(Protocol)
 
 
 class Layout(str, Enum):
@@ -47,19 +51,25 @@ def bench(
             help=f"Comma-separated: {','.join(BACKENDS)} \\[default: every one that can run here].",
         ),
     ] = None,  # fmt: skip
-    batch: Annotated[int, typer.Option("--batch", help="Batch size timed.")] = 64,
-    warmup: Annotated[int, typer.Option("--warmup", help="Untimed calls per model.")] = 10,
-    min_iters: Annotated[int, typer.Option("--min-iters", help="Timed calls per model.")] = 50,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size timed.")] = _SPEC.batch,
+    warmup: Annotated[
+        int, typer.Option("--warmup", help="Untimed calls per model.")
+    ] = _PROTOCOL.warmup,
+    min_iters: Annotated[
+        int, typer.Option("--min-iters", help="Timed calls per model.")
+    ] = _PROTOCOL.min_iters,
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", help="Timed seconds per model.")
-    ] = 5.0,
-    block: Annotated[int, typer.Option("--block", help="Calls per interleaved block.")] = 5,
+    ] = _PROTOCOL.min_seconds,
+    block: Annotated[
+        int, typer.Option("--block", help="Calls per interleaved block.")
+    ] = _PROTOCOL.block,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads for torch and ONNX Runtime.")
     ] = None,
     compile: Annotated[
         bool, typer.Option("--compile", help="torch.compile the PyTorch backends.")
-    ] = False,
+    ] = _SPEC.compile,
     ov_precision: Annotated[
         str,
         typer.Option(
@@ -67,7 +77,7 @@ def bench(
             help="OpenVINO inference precision: auto (its own: "
             "bf16 on AMX/AVX-512 BF16 CPUs), f32, bf16 or f16.",
         ),
-    ] = "auto",  # fmt: skip
+    ] = _SPEC.ov_precision,  # fmt: skip
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="Test images for a model without a card.")
     ] = None,
@@ -126,7 +136,7 @@ def bench(
     ] = None,  # fmt: skip
     claim: Annotated[
         float, typer.Option("--claim", help="Claimed latency reduction vs --baseline.")
-    ] = 0.15,
+    ] = _SPEC.claim,
     report: Annotated[Path | None, typer.Option("--report", help="Write JSON here.")] = None,
     markdown: Annotated[
         Path | None, typer.Option("--markdown", help="Write a Markdown summary here.")

@@ -11,12 +11,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from abrl_deploy.runtime.backends import CANDIDATE_BACKENDS
+from abrl_deploy.bench.spec import Protocol
+from abrl_deploy.optimize.spec import OptimizeSpec
 
 from .app import handle_errors
-from .options import RunDataDir
+from .options import RunDataDir, defaults
 from .parsing import parse_names
 from .progress import run_with_progress
+
+_SPEC, _PROTOCOL = defaults(OptimizeSpec), defaults(Protocol)
 
 
 @handle_errors
@@ -29,27 +32,27 @@ def optimize(
             help="Top-1 points a variant may lose against PyTorch fp32, on the select images "
             "(half of the test split, which no method trains on; the other half is reported).",
         ),
-    ] = 0.5,  # fmt: skip
-    batch: Annotated[int, typer.Option("--batch", help="Images per timed call.")] = 64,
+    ] = _SPEC.max_drop,  # fmt: skip
+    batch: Annotated[int, typer.Option("--batch", help="Images per timed call.")] = _SPEC.batch,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (default: the runtime's).")
     ] = None,
     precisions: Annotated[
         str, typer.Option("--precisions", help="ONNX files to build: fp32,fp16,int8.")
-    ] = "fp32,fp16,int8",
+    ] = ",".join(_SPEC.precisions),
     backends: Annotated[
         str,
         typer.Option(
             "--backends",
             help="Runtimes to try (PyTorch eager fp32 always runs: it is the reference).",
         ),
-    ] = ",".join(CANDIDATE_BACKENDS),  # fmt: skip
+    ] = ",".join(_SPEC.backends),  # fmt: skip
     bf16: Annotated[
         str,
         typer.Option(
             "--bf16", help="bf16 variants: auto (where the CPU has bf16 instructions), on or off."
         ),
-    ] = "auto",  # fmt: skip
+    ] = _SPEC.bf16,  # fmt: skip
     select_images: Annotated[
         int | None,
         typer.Option(
@@ -62,7 +65,7 @@ def optimize(
     ] = None,
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", help="Measured seconds per variant, at least.")
-    ] = 5.0,
+    ] = _PROTOCOL.min_seconds,
     data_dir: RunDataDir = None,
     force: Annotated[
         bool,
@@ -75,8 +78,7 @@ def optimize(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Build, time and score every CPU variant; ship the fastest within --max-drop."""
-    from abrl_deploy.bench.protocol import Protocol
-    from abrl_deploy.optimize import OptimizeSpec, run_optimize
+    from abrl_deploy.optimize import run_optimize
 
     spec = OptimizeSpec(
         run_dir=run_dir, max_drop=max_drop, batch=batch, threads=threads,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated
 
 import typer
@@ -22,3 +24,9 @@ ServingBackend = Annotated[
         f"runs here), {', '.join(SERVING_BACKENDS)}.",
     ),
 ]
+
+
+def defaults(spec: type) -> SimpleNamespace:
+    """A spec dataclass's defaults, for the CLI's own: each default is written once, there."""
+    return SimpleNamespace(**{f.name: f.default for f in dataclasses.fields(spec)
+                              if f.default is not dataclasses.MISSING})  # fmt: skip

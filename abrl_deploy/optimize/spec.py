@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from abrl_deploy.artifacts import DEPLOY, OPTIMIZE_REPORTS
-from abrl_deploy.bench.protocol import Protocol
+from abrl_deploy.bench.spec import Protocol
 from abrl_deploy.errors import ConfigError
 from abrl_deploy.runtime.backends import CANDIDATE_BACKENDS
 
