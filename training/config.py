@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,7 @@ class TrainConfig:
     temperature: float = 0.5
 
     def __post_init__(self) -> None:
+        _normalise(self)
         # types first: the range checks below compare numbers and would raise on a wrong type
         problems = _type_problems(self) or _problems(self)
         if problems:
@@ -166,6 +169,28 @@ _TYPE_WORDS = {"int": "an integer", "float": "a finite number", "str": "a text",
                "bool": "true or false", "None": "null"}  # fmt: skip
 
 
+def _normalise(c: TrainConfig) -> None:
+    """What Python code passes for these types: a Path for a text, numpy's ints and floats."""
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        elif isinstance(value, numbers.Integral) and type(value) not in (bool, int):
+            value = int(value)
+        elif isinstance(value, numbers.Real) and type(value) not in (bool, int, float):
+            value = float(value)  # numpy's float64 subclasses float, but YAML cannot dump it
+        else:
+            continue
+        object.__setattr__(c, f.name, value)
+
+
+def _finite(value: float | int) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _type_problems(c: TrainConfig) -> list[str]:
     """Each field against its annotated type: bools are not numbers, numbers are finite."""
     p = []
@@ -177,7 +202,7 @@ def _type_problems(c: TrainConfig) -> list[str]:
             ("bool" in kinds and isinstance(value, bool))
             or ("str" in kinds and isinstance(value, str))
             or ("int" in kinds and type(value) is int)
-            or ("float" in kinds and type(value) in (int, float) and math.isfinite(value))
+            or ("float" in kinds and type(value) in (int, float) and _finite(value))
         )
         if not ok:
             words = " or ".join(_TYPE_WORDS[k] for k in kinds)
@@ -273,7 +298,7 @@ def _coerce_inner_lr(value: Any) -> float | str:
     if isinstance(value, str) and value != "auto":
         try:
             return float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(f"inner_lr={value!r}: expected a number or 'auto'") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"inner_lr={value!r}: expected a finite number or 'auto'")
@@ -303,13 +328,20 @@ def _coerce(name: str, value: Any) -> Any:
     """YAML 1.1 reads 1e-3 as a string: give numbers their field's type, or say what is wrong.
     An integer field takes 1e3 or 4.0 but not 2.7 (never silently truncated)."""
     kind, shown = _FIELD_TYPES.get(name, ""), name.rstrip("_")  # lambda_ is `lambda` in YAML
+    if name == "data_cache" and value is False:
+        return "off"  # YAML 1.1 reads `data_cache: off` as false
     if value is None or name == "inner_lr" or isinstance(value, bool):
         return value
+    if kind.startswith("str") and isinstance(value, (int, float)):
+        return str(value)  # data_dir: 2024 is a folder name
     if kind.startswith(("int", "float")) and isinstance(value, (int, float, str)):
+        if kind.startswith("int") and type(value) is int:
+            return value  # exact, however large: the range check names a huge one
         try:
             number = float(value)
-        except ValueError:
+        except (ValueError, OverflowError) as exc:
             words = "an integer" if kind.startswith("int") else "a number"
+            words = "a finite number" if isinstance(exc, OverflowError) else words
             raise ConfigError(f"{shown}={value!r}: expected {words}") from None
         if not math.isfinite(number):
             raise ConfigError(f"{shown}={value!r}: expected a finite number")

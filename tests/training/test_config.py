@@ -44,7 +44,7 @@ DAMAGED = {
     "lambda: .nan": "lambda=nan: expected a finite number",
     "method: {a: 1}": "method={'a': 1}, expected a text",
     "method: magic": "method='magic', expected one of",
-    "dataset: 5": "dataset=5, expected a text",
+    "dataset: [5]": "dataset=[5], expected a text",
     "backbone: vgg": "backbone='vgg', expected one of",
     "head_refresh: 'yes'": "head_refresh='yes', expected true or false",
     "seed: -1": "seed=-1, expected >= 0",
@@ -90,3 +90,26 @@ def test_each_method_reads_its_own_fields_and_the_general_ones():
     )
     assert "lambda_" in fields_read_by("joint") and "temperature" in fields_read_by("simclr")
     assert {"ridge", "epochs", "lr"} <= fields_read_by("finetune")  # the refit head's ridge too
+
+
+def test_what_code_and_yaml_pass_for_these_types_is_read_and_huge_numbers_are_one_line(tmp_path):
+    from pathlib import Path
+
+    import numpy as np
+
+    cfg = TrainConfig(data_dir=Path("/data"), lr=np.float64(0.1), seed=np.int64(3))
+    assert (cfg.data_dir, cfg.lr, cfg.seed) == ("/data", 0.1, 3)
+    assert type(cfg.seed) is int and cfg.to_yaml()  # saved as plain YAML
+    path = tmp_path / "c.yaml"
+    path.write_text("data_dir: 2024\ndata_cache: off\n")
+    cfg = load_config(path)
+    assert (cfg.data_dir, cfg.data_cache) == ("2024", "off")
+    for text in ("epochs: 1" + "0" * 400, "lr: 1" + "0" * 400, "inner_lr: 1" + "0" * 400):
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError) as err:
+            load_config(path)
+        assert "\n" not in str(err.value) and (
+            "at most" in str(err.value) or "finite" in str(err.value)
+        )
+    with pytest.raises(ConfigError, match="lr="):
+        TrainConfig(lr=10**400)
