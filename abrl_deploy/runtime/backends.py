@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from abrl_deploy.errors import RuntimeBackendError
 
+from .providers import ORT_PROVIDERS
+
 if TYPE_CHECKING:
     from .base import Runner
 
@@ -102,17 +104,16 @@ def _tensorrt(b: Backend, path: Path, o: RunnerOptions) -> Runner:
     return TrtRunner(path)
 
 
-_CPU, _CUDA, _TRT_EP = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 TABLE: dict[str, Backend] = {b.name: b for b in (
     Backend("torch", "run", "torch", "cpu", False, "fp32", _torch),
     Backend("torch-bf16", "run", "torch", "cpu", False, "bf16 autocast", _torch, candidate=True),
     Backend("torch-cuda", "run", "torch", "cuda", False, "fp32", _torch),
-    Backend("ort-cpu", "onnx", "onnxruntime", "cpu", True, "the file's", _ort, (_CPU,),
-            auto_rank=2, candidate=True),
-    Backend("ort-cuda", "onnx", "onnxruntime", "cuda", True, "the file's", _ort, (_CUDA, _CPU),
-            auto_rank=1),
+    Backend("ort-cpu", "onnx", "onnxruntime", "cpu", True, "the file's", _ort,
+            ORT_PROVIDERS["ort-cpu"], auto_rank=2, candidate=True),
+    Backend("ort-cuda", "onnx", "onnxruntime", "cuda", True, "the file's", _ort,
+            ORT_PROVIDERS["ort-cuda"], auto_rank=1),
     Backend("ort-trt", "onnx", "onnxruntime", "cuda", True, "TensorRT EP's", _ort,
-            (_TRT_EP, _CUDA, _CPU), auto_rank=0),
+            ORT_PROVIDERS["ort-trt"], auto_rank=0),
     # one infer request: "Infer Request is busy" under concurrent calls
     Backend("ov-cpu", "onnx", "openvino", "cpu", False, "OpenVINO's hint (--ov-precision)",
             _openvino, candidate=True),

@@ -43,3 +43,15 @@ def test_the_predictor_moves_on_and_says_why(tmp_path, lists_cuda):
         assert any("ort-cuda" in s and "silent fallback" in s for s in p.skipped), p.skipped
     with pytest.raises(RuntimeBackendError, match="silent fallback"):
         Predictor(model, backend="ort-cuda")
+
+
+def test_a_runner_made_directly_takes_its_backends_providers_and_refuses_another_name(tmp_path):
+    from abrl_deploy.runtime.backends import TABLE
+    from abrl_deploy.runtime.onnxruntime import OrtRunner
+
+    model = write_card_model(tmp_path / "model.onnx")
+    for name in ("ort-cpu", "ort-cuda", "ort-trt"):
+        assert OrtRunner(model, name).providers == TABLE[name].providers
+    for name in ("ov-cpu", "cuda"):
+        with pytest.raises(RuntimeBackendError, match="not an ONNX Runtime backend"):
+            OrtRunner(model, name)
