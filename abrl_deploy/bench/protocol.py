@@ -62,10 +62,16 @@ def measure_interleaved(
     timings: dict[str, Timing],
     protocol: Protocol,
     progress: Progress | None = None,
+    *,
+    scale_blocks: bool = True,
 ) -> None:
-    """Warm up, then time every open runner in interleaved blocks; fills ``timings[label]``."""
+    """Warm up, then time every open runner in interleaved blocks; fills ``timings[label]``.
+    ``scale_blocks=False`` keeps every block at ``protocol.block`` calls (training steps: one
+    slow first step must not give a variant up to 100× the calls)."""
     labels = list(runners)
     sizes = _block_sizes(runners, staged, protocol)
+    if not scale_blocks:
+        sizes = dict.fromkeys(labels, protocol.block)
     rounds: dict[str, list[list[float]]] = {label: [] for label in labels}
     spent = dict.fromkeys(labels, 0.0)
     min_rounds = max(protocol.min_blocks, math.ceil(protocol.min_iters / protocol.block))

@@ -178,6 +178,8 @@ def _lat(r: dict[str, Any]) -> dict[str, Any]:
 
 # What a timed ABRL step reads of the grid's config: ABRL's own fields but lambda (varied here),
 # the outer batch (the step shape's) and the once-an-epoch ones, with the ridge and centring.
+# The steps run on fixed batches without a dataset: amortized fits its head on the first batch,
+# and memory (whose store needs a split) is timed over that batch alone.
 _STEP_FIELDS = sorted(
     METHOD_FIELDS["abrl"] - {"lambda_", "val_batch_size", "split_diagnostic_rows", "head_refresh"}
     | {"ridge", "center_features"}

@@ -90,7 +90,7 @@ def interleaved_step_seconds(
     timings = {key: Timing(load_seconds=0.0, first_call_ms=0.0) for key in runners}
     protocol = Protocol(warmup=1, min_iters=rounds * steps, min_seconds=0.0, block=steps,
                         min_blocks=rounds)  # fmt: skip
-    measure_interleaved(runners, dict.fromkeys(runners), timings, protocol)
+    measure_interleaved(runners, dict.fromkeys(runners), timings, protocol, scale_blocks=False)
     return {key: (np.median(t.blocks, axis=1) / 1000).tolist() for key, t in timings.items()}
 
 
