@@ -11,9 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from abrl_deploy.reproduce.plan import ReproduceSpec
+
 from .app import handle_errors
+from .options import defaults
 from .parsing import parse_numbers
 from .render import verdict_markup
+
+_SPEC = defaults(ReproduceSpec)
 
 
 class Preset(str, Enum):
@@ -40,7 +45,7 @@ def reproduce(
             "transfer-cpu: the paper's regime at CPU scale (configs/transfer-cpu.yaml).",
             "--preset",
         ),
-    ] = Preset.cpu_small,
+    ] = Preset(_SPEC.preset),
     datasets: Annotated[
         str | None,
         _opt(
@@ -50,7 +55,9 @@ def reproduce(
         ),
     ] = None,
     data_dir: Annotated[Path | None, _opt("Folder holding the datasets.", "--data-dir")] = None,
-    seeds: Annotated[str, _opt("Comma-separated seeds.", "--seeds")] = "0,1,2",
+    seeds: Annotated[str, _opt("Comma-separated seeds.", "--seeds")] = ",".join(
+        map(str, _SPEC.seeds)
+    ),
     out: Annotated[
         Path,
         _opt(
@@ -59,14 +66,16 @@ def reproduce(
             "--out",
             "-o",
         ),
-    ] = Path("runs/reproduce"),
+    ] = _SPEC.out,
     resume: Annotated[
         bool, _opt("Reuse finished runs, resume unfinished ones, rewrite the report.", "--resume")
-    ] = False,
-    force: Annotated[bool, _opt("Retrain every run and remeasure everything.", "--force")] = False,
+    ] = _SPEC.resume,
+    force: Annotated[
+        bool, _opt("Retrain every run and remeasure everything.", "--force")
+    ] = _SPEC.force,
     report_only: Annotated[
         bool, _opt("Train nothing: report the finished runs, list the missing.", "--report-only")
-    ] = False,
+    ] = _SPEC.report_only,
     epochs: Annotated[int | None, _opt("Override the preset's epochs.", "--epochs")] = None,
     image_size: Annotated[
         int | None, _opt("Override the input size of every run.", "--image-size")
@@ -80,13 +89,13 @@ def reproduce(
     ] = None,
     latency: Annotated[
         bool, _opt("Bench ABRL against fine-tune (claim 2).", "--latency/--no-latency")
-    ] = True,
+    ] = _SPEC.latency,
     costs: Annotated[
         bool, _opt("Time the penalty and count memory (claims 3, 4).", "--costs/--no-costs")
-    ] = True,
+    ] = _SPEC.costs,
     bench_seconds: Annotated[
         float, _opt("Timed seconds per model in the latency bench.", "--bench-seconds")
-    ] = 5.0,
+    ] = _SPEC.bench_seconds,
     executor: Annotated[
         Executor,
         _opt(
@@ -94,7 +103,7 @@ def reproduce(
             "the cluster (pip install 'abrl\\[cluster]'; docs/cluster.md).",
             "--executor",
         ),
-    ] = Executor.local,
+    ] = Executor(_SPEC.executor),
     ray_address: Annotated[
         str | None,
         _opt(
@@ -110,7 +119,7 @@ def reproduce(
             "CPUs each Ray task reserves and its torch threads (a CUDA cell also takes 1 GPU).",
             "--cpus-per-run",
         ),
-    ] = 2,
+    ] = _SPEC.cpus_per_run,
     max_retries: Annotated[
         int,
         _opt(
@@ -118,13 +127,17 @@ def reproduce(
             "state.pt. A cell's own error is not retried.",
             "--max-retries",
         ),
-    ] = 3,
+    ] = _SPEC.max_retries,
     quiet: Annotated[
         bool, _opt("No progress view: a line per cell that trained, resumed or failed.", "--quiet")
     ] = False,
 ) -> None:
-    """Run the paper's Table 1 and 2 grid over seeds and test each claim, with its uncertainty."""
-    from abrl_deploy.reproduce import ReproduceSpec
+    """Run the paper's Table 1 and 2 grid over seeds and test each claim, with its uncertainty.
+
+    Exit status: 0 when every cell finished; 1 when some cell failed on its own (the report is
+    written from the others and names it); 2 for a mistake of the grid (options, a changed saved
+    run, an --out the nodes do not share) or when no cell finished.
+    """
     from abrl_deploy.reproduce import reproduce as run
 
     overrides = {"epochs": epochs, "image_size": image_size, "limit": limit}

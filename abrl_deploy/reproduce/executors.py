@@ -5,7 +5,10 @@ trains, resumes or is reused exactly as locally. Fault tolerance is Ray's and re
 a task whose worker process or node dies is retried by Ray (``max_retries``, system failures
 only), and the retry finds the run "partial" and resumes from its last state.pt. A cell that
 fails on its own (bad data, divergence) is not retried: it is reported with its one-line error
-and the others go on.
+and the others go on. Unlike the local executor, which stops the grid on an exception that is
+not an AbrlError (a bug, with its traceback in the terminal), a Ray task reports every exception
+of its cell as that cell's failure: the traceback is in the worker's log, and the cells on
+other nodes keep their work.
 
 Every node reads and writes the run folders directly, so ``--out`` must be storage that every
 node mounts at the same path; the driver checks that before the first task (``_check_shared``).
@@ -66,9 +69,15 @@ def run_grid_ray(cells: list[Cell], spec: ReproduceSpec, progress: CellProgress)
         def on_cell(cell: Cell, done: int, what: str) -> None:
             progress(back[cell.name], done, what)
 
-        grid = _Grid(ray, remote, states, spec, shared / "token", on_cell).run()
-        results = [dataclasses.replace(r, cell=back[r.cell.name]) for r in grid.results]
-        return GridRun(results, grid.failed)
+        grid = _Grid(ray, remote, states, spec, shared / "token", on_cell)
+        try:
+            done = grid.run()
+        except BaseException:  # Ctrl-C or an error here: no task may go on training unseen
+            for ref in grid.pending:
+                ray.cancel(ref, force=True)
+            raise
+        results = [dataclasses.replace(r, cell=back[r.cell.name]) for r in done.results]
+        return GridRun(results, done.failed)
     finally:
         shutil.rmtree(shared, ignore_errors=True)
         if connected_here:
@@ -123,6 +132,8 @@ def _check_shared(ray: Any, folder: Path) -> None:
     try:
         answers = dict(zip(refs, ray.get(list(refs.values()), timeout=_PROBE_SECONDS), strict=True))
     except ray.exceptions.GetTimeoutError:
+        for ref in refs.values():
+            ray.cancel(ref, force=True)
         raise ConfigError(
             f"the nodes of the Ray cluster did not answer the check of --out {out} within "
             f"{_PROBE_SECONDS:.0f} s; check that every node is healthy (ray status)"
@@ -202,9 +213,10 @@ class _Grid:
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.events = ray.remote(num_cpus=0)(_Events).options(scheduling_strategy=here).remote()
-        pending = self._submit()
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+        self.pending: list[Any] = []
+        self.pending = self._submit()
+        while self.pending:
+            ready, self.pending = ray.wait(self.pending, num_returns=1, timeout=0.5)
             self._show_starts()
             for ref in ready:
                 self._collect(self.refs[ref], ref)
@@ -215,22 +227,40 @@ class _Grid:
         task = self.ray.remote(_cell_task)
         gpu = self._gpu_available()
         self.refs: dict[Any, int] = {}
+        cuda = {}
         for i, (cell, state) in enumerate(zip(self.cells, self.states, strict=True)):
-            if state in ("finished", "card-only"):  # skipped: nothing to train, no task
+            if state not in ("finished", "card-only"):  # every task must fit before any starts
+                device = build_config(cell).device
+                cuda[i] = device.startswith("cuda") or (device == "auto" and gpu)
+                self._check_fits(cell, cuda[i])
+        for i, cell in enumerate(self.cells):
+            if i not in cuda:  # finished: nothing to train, no task
                 self._finish(i, run_cell(cell, force=False), "reused")
                 continue
             if self.spec.force:  # the first attempt starts over; a retry must find its state.pt
                 shutil.rmtree(cell.run_dir, ignore_errors=True)
-            device = build_config(cell).device
-            cuda = device.startswith("cuda") or (device == "auto" and gpu)
-            options = {"num_cpus": self.spec.cpus_per_run, "num_gpus": 1 if cuda else 0,
+            options = {"num_cpus": self.spec.cpus_per_run, "num_gpus": 1 if cuda[i] else 0,
                        "max_retries": self.spec.max_retries, "retry_exceptions": False,
                        "name": cell.name}  # fmt: skip
             ref = task.options(**options).remote(
                 cell, str(self.token), self.spec.cpus_per_run, self.events
             )
             self.refs[ref] = i
-        return list(self.refs)
+            self.pending.append(ref)  # cancelled if the driver stops early
+        return self.pending
+
+    def _check_fits(self, cell: Cell, cuda: bool) -> None:
+        """A task no node can hold would wait forever: refuse it before anything is submitted."""
+        need = {"CPU": self.spec.cpus_per_run, "GPU": 1 if cuda else 0}
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        if not any(all(r.get(k, 0) >= v for k, v in need.items()) for r in nodes):
+            largest = max(((r.get("CPU", 0), r.get("GPU", 0)) for r in nodes), default=(0, 0))
+            raise ConfigError(
+                f"{cell.name} needs {need['CPU']} CPU(s){' and 1 GPU' if cuda else ''} on one "
+                f"node, and the largest node of this Ray cluster has {largest[0]:g} CPU(s) and "
+                f"{largest[1]:g} GPU(s); lower --cpus-per-run, or set device: cpu for a cluster "
+                "without GPUs"
+            )
 
     def _gpu_available(self) -> bool:
         return self.ray.cluster_resources().get("GPU", 0) > 0

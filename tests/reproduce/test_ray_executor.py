@@ -197,3 +197,20 @@ def test_a_killed_worker_is_retried_and_its_cell_resumed(cluster, cells_of, tmp_
     before = killed["rows"].splitlines()
     assert (victim.run_dir / "metrics.jsonl").read_text().splitlines()[: len(before)] == before
     assert any(n == victim.name and w.startswith("retried (attempt 2)") for n, w in events)
+
+
+def test_a_cell_no_node_can_hold_is_refused_before_anything_trains(cluster, cells_of, tmp_path):
+    """Every node has 1 CPU: a task asking for 2 would wait forever; it is refused in one line
+    and no cell starts."""
+    from abrl_deploy.errors import ConfigError
+
+    out = tmp_path / "ray"
+    cells = cells_of(out)
+    ray.init(address=cluster.address)
+    try:
+        with pytest.raises(ConfigError, match=r"needs 2 CPU\(s\) on one node.*largest node"):
+            run_grid_ray(cells, ReproduceSpec(seeds=(0,), out=out, executor="ray", cpus_per_run=2),
+                         lambda c, done, what: None)  # fmt: skip
+    finally:
+        ray.shutdown()
+    assert not any(c.run_dir.exists() for c in cells)
