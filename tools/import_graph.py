@@ -69,7 +69,8 @@ ALLOWED = {
     "core": {"core"},
     "serve": {"core"},
     "training": {"core"},
-    "bench": {"core", "export"},  # a run without model.onnx is exported on the fly, lazily
+    # lazily: a run without model.onnx is exported on the fly, a run's test images are read
+    "bench": {"core", "export"},
     "export": {"core", "training"},
     "optimize": {"core", "bench", "training", "export"},
     "reproduce": {"core", "bench", "training", "export"},

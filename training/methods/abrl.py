@@ -70,7 +70,7 @@ class AbrlMethod(Method):
     def parameters(self) -> list[nn.Parameter]:
         return list(self.model.encoder.parameters())
 
-    def step(self, batch, val_batch) -> dict[str, Any]:
+    def step(self, batch, val_batch) -> StepResult:
         (x_tr, y_tr, *index), (x_val, y_val) = batch, val_batch
         if self.memory is not None and not bool(self.memory.filled.any()):
             # before the first step (a resume loads the memory): every row of the initial
