@@ -20,15 +20,7 @@ from abrl_deploy.reproduce import ReproduceSpec
 from abrl_deploy.reproduce.executors import _probe, run_cells
 from abrl_deploy.reproduce.plan import plan_grid
 
-TINY = "dataset: digits\nbackbone: resnet18\nepochs: 1\nlimit: 40\nimage_size: 8\ndevice: cpu\n"
-
-
-@pytest.fixture
-def config_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "configs"
-    d.mkdir()
-    (d / "cpu-small.yaml").write_text(TINY)
-    return d
+# config_dir: the tiny preset of tests/reproduce/conftest.py
 
 
 def _fake_train(cfg, run_dir, *, force=False, resume=False, quiet=False):

@@ -20,23 +20,14 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed; pip install 'abrl[cluster]'")
 
+from tiny_preset import write_tiny_preset  # noqa: E402
+
 from abrl_deploy.reproduce import ReproduceSpec  # noqa: E402
 from abrl_deploy.reproduce.api import _tables  # noqa: E402
 from abrl_deploy.reproduce.executors import run_grid_ray  # noqa: E402
 from abrl_deploy.reproduce.plan import plan_grid  # noqa: E402
 from abrl_deploy.reproduce.runner import read_curves, run_grid  # noqa: E402
 
-TINY = """dataset: digits
-backbone: resnet18
-epochs: 1
-batch_size: 8
-val_batch_size: 4
-limit: 40
-image_size: 8
-inner_lr: auto
-lambda: 0.01
-device: cpu
-"""
 VARIANTS = ("finetune", "abrl", "abrl-no-penalty", "joint")  # 4 cells: both tables' kinds
 
 
@@ -77,9 +68,7 @@ def cluster():
 @pytest.fixture
 def cells_of(tmp_path: Path):
     def make(out: Path, **overrides) -> list:
-        configs = tmp_path / "configs"
-        configs.mkdir(exist_ok=True)
-        (configs / "cpu-small.yaml").write_text(TINY)
+        configs = write_tiny_preset(tmp_path / "configs")
         spec = ReproduceSpec(seeds=(0,), out=out, config_dir=configs,
                              overrides=tuple(overrides.items()))  # fmt: skip
         return [c for c in plan_grid(spec) if c.variant in VARIANTS]

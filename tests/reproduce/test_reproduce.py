@@ -15,26 +15,7 @@ from abrl_deploy.reproduce import ReproduceSpec, claims, reproduce
 from abrl_deploy.reproduce.plan import PRESET_TABLES, TABLE1_VARIANTS, TABLE2_VARIANTS, plan_grid
 
 S, R, U = claims.SUPPORTED, claims.REFUTED, claims.INCONCLUSIVE  # U: undecided
-# A preset small enough for a test: 40 digits of 8 px, one epoch of a few steps.
-TINY = """dataset: digits
-backbone: resnet18
-epochs: 1
-batch_size: 8
-val_batch_size: 4
-limit: 40
-image_size: 8
-inner_lr: auto
-lambda: 0.01
-device: cpu
-"""
-
-
-@pytest.fixture
-def config_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "configs"
-    d.mkdir()
-    (d / "cpu-small.yaml").write_text(TINY)
-    return d
+# the config_dir fixture (the tiny preset): tests/reproduce/conftest.py
 
 
 # ---- the grid --------------------------------------------------------------------------------
