@@ -17,9 +17,9 @@ from abrl_deploy.machine import signature
 from abrl_deploy.runtime.backends import SERVING_BACKENDS
 from abrl_deploy.runtime.openvino import OV_PRECISIONS
 
-# A record names a backend that runs a shipped file (not a run directory); a record abrl did not
-# write, or another version wrote, is checked where it is read and set aside when it does not fit.
-RECORD_BACKENDS = SERVING_BACKENDS
+# A record names a backend that runs a shipped file (SERVING_BACKENDS, not a run directory); a
+# record abrl did not write, or another version wrote, is checked where it is read and set aside
+# when it does not fit.
 
 
 def check_record(deploy: Any) -> tuple[dict[str, Any] | None, str | None]:
@@ -49,7 +49,7 @@ def check_record(deploy: Any) -> tuple[dict[str, Any] | None, str | None]:
 
 
 _CHOICE_RULES = {
-    "backend": fields.one_of(RECORD_BACKENDS),
+    "backend": fields.one_of(SERVING_BACKENDS),
     "runtime_precision": fields.text(max_len=100),
     "ov_precision": fields.one_of(OV_PRECISIONS, null=True),
     # no upper bound: more threads than this CPU has are capped below, not refused

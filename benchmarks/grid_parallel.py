@@ -4,7 +4,8 @@
 cores (the lent H200), one small run leaves most of it idle; this script trains N cells at a time
 with the same planner and the same ``run_cell`` (so each run is exactly the cell ``abrl
 reproduce`` would train, reused by ``abrl reproduce --resume`` afterwards), then prints one line
-per finished cell and writes a JSON of what ran. A stop-gap until issue 22's cluster executor.
+per finished cell and writes a JSON of what ran. ``--executor ray`` does not replace it on such
+a machine: it reserves a whole GPU per CUDA cell, so one GPU runs one cell at a time.
 
     python benchmarks/grid_parallel.py --preset transfer-cpu --seeds 0,1,2 --out runs/transfer \
         --jobs 8 [--variants finetune,abrl] [--threads 2]

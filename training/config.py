@@ -195,7 +195,7 @@ def _type_problems(c: TrainConfig) -> list[str]:
     """Each field against its annotated type: bools are not numbers, numbers are finite."""
     p = []
     for f in dataclasses.fields(c):
-        value, kinds = getattr(c, f.name), str(f.type).replace(" ", "").split("|")
+        value, kinds = getattr(c, f.name), _FIELD_KINDS[f.name]
         if value is None and "None" in kinds:
             continue
         ok = (
@@ -322,6 +322,8 @@ def load_config(
 
 
 _FIELD_TYPES = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+# each field's annotation as its alternatives, e.g. "int | None" -> ("int", "None")
+_FIELD_KINDS = {name: tuple(t.replace(" ", "").split("|")) for name, t in _FIELD_TYPES.items()}
 
 
 def _coerce(name: str, value: Any) -> Any:

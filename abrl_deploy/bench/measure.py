@@ -36,7 +36,8 @@ class Subject:
 
 @dataclass
 class Measurement:
-    label: str
+    """One subject's numbers (keyed by its label where ``measure`` returns them)."""
+
     timing: Timing
     latency: LatencyStats
     device_latency: LatencyStats | None  # CUDA events, where the runner records them
@@ -98,7 +99,7 @@ def _measurement(label, timing: Timing, logits, described, batch: int, prefix: s
             f"{prefix}{label}: latency varies a lot (CV {stats.cv:.0%}); close other programs, "
             "pin --threads, or raise --min-seconds"
         )
-    return Measurement(label, timing, stats, latency_stats(device, batch) if len(device) > 1
+    return Measurement(timing, stats, latency_stats(device, batch) if len(device) > 1
                        else None, logits, described, warnings)  # fmt: skip
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from abrl_deploy.progress import Progress
 from abrl_deploy.runtime.base import Runner
 
-from .spec import TIMER, Protocol  # noqa: F401  (Protocol: the spec lives with BenchSpec)
+from .spec import Protocol  # noqa: F401  (the spec lives with BenchSpec; imported from here too)
 
 
 @dataclass

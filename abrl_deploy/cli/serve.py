@@ -7,28 +7,32 @@ from typing import Annotated
 
 import typer
 
+from abrl_deploy.serve.server import ServeConfig
+
 from .app import handle_errors
-from .options import ServingBackend
+from .options import ServingBackend, defaults
+
+_SPEC = defaults(ServeConfig)
 
 
 @handle_errors
 def serve(
     model: Annotated[Path, typer.Argument(help="An exported .onnx (or .engine with sidecar).")],
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = _SPEC.host,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = _SPEC.port,
     workers: Annotated[
         int, typer.Option("--workers", help="Processes, each with its own copy of the model.")
-    ] = 1,
-    backend: ServingBackend = "auto",
+    ] = _SPEC.workers,
+    backend: ServingBackend = _SPEC.backend,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads per worker.")
     ] = None,
     max_body_mb: Annotated[
         float, typer.Option("--max-body-mb", help="Largest request body (413 above).")
-    ] = 16.0,
+    ] = _SPEC.max_body_mb,
     max_batch: Annotated[
         int, typer.Option("--max-batch", help="Most images in one request (413 above).")
-    ] = 64,
+    ] = _SPEC.max_batch,
     concurrency: Annotated[
         int,
         typer.Option(
@@ -36,10 +40,10 @@ def serve(
             help="Model calls at once per worker (decoding of other requests goes on "
             "meanwhile); 1 because a CPU session already uses every thread.",
         ),
-    ] = 1,
+    ] = _SPEC.concurrency,
 ) -> None:
     """Serve POST /v1/predict, POST /v1/embed, GET /v1/model and GET /healthz over HTTP."""
-    from abrl_deploy.serve import ServeConfig, run_server
+    from abrl_deploy.serve import run_server
 
     config = ServeConfig(
         model=str(model), host=host, port=port, workers=workers, backend=backend,

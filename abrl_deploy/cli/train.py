@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from abrl_deploy.errors import ConfigError
 from abrl_deploy.training import config
 
 from .app import handle_errors
+from .options import defaults
 from .parsing import choices
 
 Method = choices("Method", config.METHODS)
@@ -30,7 +30,7 @@ Precision = choices("Precision", config.TRAIN_PRECISIONS)
 # The default shown in --help comes from TrainConfig, written once; these say what None means.
 _NONE_MEANS = {"image_size": "per dataset", "grad_clip": "off", "pretrain_epochs": "half of epochs",
                "channels_last": "with bf16 only"}  # fmt: skip
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(config.TrainConfig)}
+_DEFAULTS = vars(defaults(config.TrainConfig))
 
 
 def _opt(help: str, *names: str) -> typer.models.OptionInfo:

@@ -20,7 +20,7 @@ from abrl_deploy.compare import agreement
 from abrl_deploy.errors import ConfigError, DependencyError
 from abrl_deploy.machine import signature
 from abrl_deploy.progress import Progress, quiet
-from abrl_deploy.runtime.backends import make_runner, unavailable_reason
+from abrl_deploy.runtime.backends import TABLE, make_runner, unavailable_reason
 
 from .artifacts import ensure_files
 from .candidates import REFERENCE, Candidate, bf16_decision, plan_candidates
@@ -126,12 +126,13 @@ def _row(c: Candidate, files, m: Measurement, ref: Measurement, select_labels,
 
 
 def _runtime_precision(c: Candidate, runner: dict[str, Any]) -> str:
-    """What really ran: OpenVINO's precision is read back from the compiled model."""
-    if c.backend == "torch-bf16":
-        return "bf16 autocast"
+    """What really ran: the table's precision for PyTorch (fp32, bf16 autocast), OpenVINO's read
+    back from the compiled model, the file's for ONNX Runtime."""
+    if c.file == "run":
+        return TABLE[c.backend].precision
     if c.backend == "ov-cpu":
         return f"{c.file} file, {runner['inference_precision']} compute"
-    return {"fp32": "fp32", "fp16": "fp16", "int8": "int8 QDQ", "run": "fp32"}[c.file]
+    return {"fp32": "fp32", "fp16": "fp16", "int8": "int8 QDQ"}[c.file]
 
 
 def _report(spec, rows, reference, chosen, notes, skipped, n_select, n_holdout) -> dict[str, Any]:

@@ -11,8 +11,6 @@ from abrl_deploy.errors import ConfigError
 from abrl_deploy.runtime.backends import CANDIDATE_BACKENDS
 
 CANDIDATE_PRECISIONS = ("fp32", "fp16", "int8")  # the ONNX files built as candidates
-# where candidates run by default (torch eager always runs: the reference)
-BACKENDS = CANDIDATE_BACKENDS
 BF16 = ("auto", "on", "off")
 
 
@@ -23,7 +21,7 @@ class OptimizeSpec:
     batch: int = 64
     threads: int | None = None
     precisions: tuple[str, ...] = CANDIDATE_PRECISIONS
-    backends: tuple[str, ...] = BACKENDS
+    backends: tuple[str, ...] = CANDIDATE_BACKENDS  # where candidates run (eager: the reference)
     bf16: str = "auto"  # bf16 candidates: "auto" only where the CPU has bf16 instructions
     select_images: int | None = None  # None: the whole select half of the test split
     holdout_images: int | None = None  # None: the whole holdout half
@@ -40,7 +38,7 @@ class OptimizeSpec:
         if self.threads is not None and self.threads < 1:
             p.append(f"--threads {self.threads} must be >= 1")
         for name, given, known in (("--precisions", self.precisions, CANDIDATE_PRECISIONS),
-                                   ("--backends", self.backends, BACKENDS)):  # fmt: skip
+                                   ("--backends", self.backends, CANDIDATE_BACKENDS)):  # fmt: skip
             unknown = [x for x in given if x not in known]
             if unknown or not given:
                 p.append(f"{name} {','.join(given)}: choose from {','.join(known)}")

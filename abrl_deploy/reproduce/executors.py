@@ -206,6 +206,7 @@ class _Grid:
         self.starts: dict[str, int] = {}  # cell name -> attempts started
         self.nodes: dict[str, str] = {}  # cell name -> the node of its last attempt
         self.done = 0
+        self.index = {c.name: i for i, c in enumerate(cells)}  # cell name -> its place
 
     def run(self) -> GridRun:
         ray = self.ray
@@ -213,8 +214,8 @@ class _Grid:
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.events = ray.remote(num_cpus=0)(_Events).options(scheduling_strategy=here).remote()
-        self.pending: list[Any] = []
-        self.pending = self._submit()
+        self.pending: list[Any] = []  # _submit fills it; cancelled if the driver stops early
+        self._submit()
         while self.pending:
             ready, self.pending = ray.wait(self.pending, num_returns=1, timeout=0.5)
             self._show_starts()
@@ -223,19 +224,22 @@ class _Grid:
         order = sorted(self.results)
         return GridRun([self.results[i] for i in order], self.failed)
 
-    def _submit(self) -> list[Any]:
+    def _submit(self) -> None:
         task = self.ray.remote(_cell_task)
-        gpu = self._gpu_available()
+        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
+        gpu = any(r.get("GPU", 0) > 0 for r in nodes)
         self.refs: dict[Any, int] = {}
         cuda = {}
         for i, (cell, state) in enumerate(zip(self.cells, self.states, strict=True)):
-            if state not in ("finished", "card-only"):  # every task must fit before any starts
+            # check_cell refused card-only runs: a cell is finished or has training to do, and
+            # every task must fit on some node before any starts
+            if state != "finished":
                 device = build_config(cell).device
                 cuda[i] = device.startswith("cuda") or (device == "auto" and gpu)
-                self._check_fits(cell, cuda[i])
+                self._check_fits(cell, cuda[i], nodes)
         for i, cell in enumerate(self.cells):
             if i not in cuda:  # finished: nothing to train, no task
-                self._finish(i, run_cell(cell, force=False), "reused")
+                self._finish(i, run_cell(cell, force=False, state="finished"), "reused")
                 continue
             if self.spec.force:  # the first attempt starts over; a retry must find its state.pt
                 shutil.rmtree(cell.run_dir, ignore_errors=True)
@@ -246,13 +250,11 @@ class _Grid:
                 cell, str(self.token), self.spec.cpus_per_run, self.events
             )
             self.refs[ref] = i
-            self.pending.append(ref)  # cancelled if the driver stops early
-        return self.pending
+            self.pending.append(ref)
 
-    def _check_fits(self, cell: Cell, cuda: bool) -> None:
+    def _check_fits(self, cell: Cell, cuda: bool, nodes: list[dict[str, float]]) -> None:
         """A task no node can hold would wait forever: refuse it before anything is submitted."""
         need = {"CPU": self.spec.cpus_per_run, "GPU": 1 if cuda else 0}
-        nodes = [n.get("Resources", {}) for n in self.ray.nodes() if n.get("Alive")]
         if not any(all(r.get(k, 0) >= v for k, v in need.items()) for r in nodes):
             largest = max(((r.get("CPU", 0), r.get("GPU", 0)) for r in nodes), default=(0, 0))
             raise ConfigError(
@@ -262,12 +264,9 @@ class _Grid:
                 "without GPUs"
             )
 
-    def _gpu_available(self) -> bool:
-        return self.ray.cluster_resources().get("GPU", 0) > 0
-
     def _show_starts(self) -> None:
         for name, node, pid in self.ray.get(self.events.drain.remote()):
-            i = next(k for k, c in enumerate(self.cells) if c.name == name)
+            i = self.index[name]
             if i in self.results or name in self.failed:
                 continue  # a late message of an attempt that is already collected
             self.starts[name] = n = self.starts.get(name, 0) + 1

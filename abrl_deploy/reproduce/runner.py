@@ -108,10 +108,14 @@ def check_cell(cell: Cell, *, force: bool, report_only: bool = False) -> str:
     return state
 
 
-def run_cell(cell: Cell, *, force: bool, report_only: bool = False) -> CellResult:
-    """Train, resume or reuse one cell; returns the finished run's card metrics."""
+def run_cell(
+    cell: Cell, *, force: bool, report_only: bool = False, state: str | None = None
+) -> CellResult:
+    """Train, resume or reuse one cell; returns the finished run's card metrics. ``state``: what
+    ``check_cell`` returned, when the caller has just checked the cell."""
     t0 = time.perf_counter()
-    state = check_cell(cell, force=force, report_only=report_only)
+    if state is None:
+        state = check_cell(cell, force=force, report_only=report_only)
     resumed_from = None
     if state in ("finished", "card-only"):
         action = "reused"
@@ -153,9 +157,10 @@ def run_grid(
             progress(cell, i, "running")
         what = "missing"
         if train or run_state(cell.run_dir) in ("finished", "card-only"):
-            check_cell(cell, force=force, report_only=not train)  # outside the try: stops the grid
+            # outside the try: a grid-level mistake stops the grid
+            state = check_cell(cell, force=force, report_only=not train)
             try:
-                results.append(run_cell(cell, force=force, report_only=not train))
+                results.append(run_cell(cell, force=force, report_only=not train, state=state))
                 what = results[-1].action
             except AbrlError as exc:
                 failed[cell.name] = f"{type(exc).__name__}: {first_line(exc)}"

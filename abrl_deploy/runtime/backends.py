@@ -89,7 +89,7 @@ def _torch(b: Backend, path: Path, o: RunnerOptions) -> Runner:
 def _ort(b: Backend, path: Path, o: RunnerOptions) -> Runner:
     from .onnxruntime import OrtRunner
 
-    return OrtRunner(path, b.name, threads=o.threads, spinning=o.spinning, providers=b.providers)
+    return OrtRunner(path, b.name, threads=o.threads, spinning=o.spinning)
 
 
 def _openvino(b: Backend, path: Path, o: RunnerOptions) -> Runner:

@@ -39,19 +39,16 @@ class OrtRunner(Runner):
         backend: str = "ort-cpu",
         threads: int | None = None,
         spinning: bool = True,
-        providers: tuple[str, ...] | None = None,
     ):
         """``spinning=False`` stops idle intra-op threads from busy-waiting: with several
         sessions in one process (an interleaved A/B bench) the spinning threads of one session
         otherwise steal the CPU from the next (measured: p90 42 -> 72 ms on 2 cores)."""
         super().__init__()
-        if providers is None:  # the backend's row; an unknown or non-ORT name is refused
-            if backend not in ORT_PROVIDERS:
-                raise RuntimeBackendError(
-                    f"{backend!r} is not an ONNX Runtime backend; known: {', '.join(ORT_PROVIDERS)}"
-                )
-            providers = ORT_PROVIDERS[backend]
-        self.providers = tuple(providers)
+        if backend not in ORT_PROVIDERS:  # the providers of the backend table's row
+            raise RuntimeBackendError(
+                f"{backend!r} is not an ONNX Runtime backend; known: {', '.join(ORT_PROVIDERS)}"
+            )
+        self.providers = ORT_PROVIDERS[backend]
         self.path, self.backend, self.threads = Path(path), backend, threads
         self.spinning = spinning
         self.session = None

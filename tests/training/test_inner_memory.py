@@ -292,7 +292,7 @@ def test_equal_labels_fine_tune_sees_only_n_rows_for_as_many_steps():
     method = get_method("finetune")(cfg, model, splits, torch.device("cpu"))
     data = method.train_dataset(0)
     assert len(data) == len(splits.train)  # the same steps per epoch as the full fine-tune
-    rows = [data.rows[i % len(data.rows)] for i in range(len(data))]  # the rows behind each item
+    rows = list(data.indices)  # the row behind each item
     assert len(set(rows)) == 10 and max(rows) < len(splits.train)
     labels = [int(data[i][1]) for i in range(len(data))]
     assert labels == [int(splits.train[r][1]) for r in rows]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from .base import Method, StepResult, cross_entropy_step
 from .registry import register_method
@@ -23,24 +23,11 @@ class FinetuneMethod(Method):
         if self.cfg.label_rows is None or self.cfg.label_rows >= len(train):
             return train
         pick = np.random.default_rng(self.cfg.seed).permutation(len(train))[: self.cfg.label_rows]
-        return CycledRows(train, pick.tolist())
+        return Subset(train, np.resize(pick, len(train)).tolist())  # the N rows, cycled
 
     def step(self, batch, val_batch) -> StepResult:
         x, y = batch
         return cross_entropy_step(self, x, y)
-
-
-class CycledRows(Dataset):
-    """``rows`` of ``dataset`` repeated to ``len(dataset)`` items."""
-
-    def __init__(self, dataset, rows: list[int]) -> None:
-        self.dataset, self.rows = dataset, rows
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        return self.dataset[self.rows[i % len(self.rows)]]
 
 
 @register_method("joint")
